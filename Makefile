@@ -1,0 +1,36 @@
+# avio-kvm: the two commands a newcomer needs are `make demo` and `make test`.
+# Each installs what it needs (Debian packages, a .venv with the project).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: test demo bench lint host venv clean
+
+host:
+	@bash scripts/setup-host.sh
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip
+	@$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+venv: host $(STAMP)
+
+lint: venv
+	$(BIN)/ruff check .
+
+test: venv
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+demo: venv
+	@bash scripts/demo.sh
+
+bench: venv
+	$(BIN)/python bench/translate.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

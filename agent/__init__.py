@@ -1,0 +1,1 @@
+"""Everything that touches the host: libvirt, udev, netlink, the daemon and the commands."""

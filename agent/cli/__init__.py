@@ -1,0 +1,1 @@
+"""The hpvm* command front ends and avio-agent's entry point."""

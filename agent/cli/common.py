@@ -1,0 +1,58 @@
+"""What every command shares: one-line errors, exit statuses, warnings."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from agent.errors import HostError
+from translators.errors import HpvmError
+
+EXIT_OK = 0
+EXIT_HOST = 1
+EXIT_INPUT = 2
+
+
+def warn(prog: str, messages: Sequence[str]) -> None:
+    for message in messages:
+        print(f"{prog}: warning: {message}", file=sys.stderr)
+
+
+def fail(prog: str, message: str) -> None:
+    print(f"{prog}: error: {message}", file=sys.stderr)
+
+
+def run(prog: str, main: Callable[[list[str]], int], argv: list[str] | None = None) -> int:
+    """Run a command's main, turning errors into one line and an exit status."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        return main(args)
+    except HpvmError as err:
+        fail(prog, str(err))
+        return EXIT_INPUT
+    except HostError as err:
+        fail(prog, str(err))
+        return EXIT_HOST
+    except KeyboardInterrupt:
+        return 130
+    except Exception as err:  # libvirt.libvirtError, OSError from the host
+        if type(err).__name__ == "libvirtError" or isinstance(err, OSError):
+            fail(prog, " ".join(str(err).split()))
+            return EXIT_HOST
+        raise
+
+
+def default_uri(option: str | None) -> str:
+    """`--connect`, else LIBVIRT_DEFAULT_URI, else qemu:///system."""
+    return option or os.environ.get("LIBVIRT_DEFAULT_URI") or "qemu:///system"
+
+
+def not_implemented(prog: str) -> Callable[[], None]:
+    """Entry point for a command that is not built yet: says so, exit 2."""
+
+    def entry() -> None:
+        fail(prog, "not implemented yet")
+        sys.exit(EXIT_INPUT)
+
+    return entry

@@ -1,0 +1,60 @@
+"""Shared fixtures: the seed text, running commands in-process, golden files."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from agent.cli.common import run
+
+REPO = Path(__file__).resolve().parents[1]
+SEED = REPO.parent / "shared" / "seed" / "000_32163bd88b34da36.txt"
+DATA = Path(__file__).resolve().parent / "data"
+GOLDEN = Path(__file__).resolve().parent / "golden"
+REGENERATE = os.environ.get("AVIO_REGENERATE") == "1"
+
+
+def seed_commands(command: str) -> list[list[str]]:
+    """Every `# <command> ...` example of the seed, continuation lines joined, as argv."""
+    text = SEED.read_text()
+    found = []
+    for match in re.finditer(rf"# ({command} (?:[^\n]*\\\n)*[^\n]*)", text):
+        line = match.group(1).replace("\\\n", " ").rstrip(" |")
+        found.append(shlex.split(line)[1:])
+    return found
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """Run a command's main in-process: cli(module, argv) -> Result."""
+    monkeypatch.setenv("AVIO_VIRT_TYPE", "qemu")
+
+    def call(module, argv: list[str]) -> Result:
+        capsys.readouterr()
+        code = run(module.PROG, module.COMMAND, argv)
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return call
+
+
+def compare_golden(name: str, actual: str) -> None:
+    """Compare with tests/golden/NAME; AVIO_REGENERATE=1 rewrites it."""
+    path = GOLDEN / name
+    if REGENERATE or not path.exists():
+        path.write_text(actual)
+        if not REGENERATE:
+            pytest.fail(f"golden file {name} was missing and has been written; check it in")
+    assert actual == path.read_text(), f"output differs from golden file {name}"

@@ -1,0 +1,207 @@
+"""Every refusal rule: exit 2, one line quoting the statement, nothing on stdout."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.cli import hpvmcreate
+
+
+def many(template: str, count: int) -> list[str]:
+    return [arg for i in range(count) for arg in ("-a", template.format(i=i))]
+
+
+DISK = "disk:avio_stor:{}:disk:/dev/sdb"
+REFUSALS = {
+    # name: (argv after -P g, offending statement to quote, words in the message)
+    "129th AVIO device": (
+        many("disk:avio_stor::file:/var/lib/g/d{i}", 129),
+        "disk:avio_stor::file:/var/lib/g/d128",
+        "more than 128 AVIO devices",
+    ),
+    "31st VIO device": (
+        many("disk:scsi::file:/var/lib/g/d{i}", 31),
+        "disk:scsi::file:/var/lib/g/d30",
+        "more than 30 VIO devices",
+    ),
+    "AVIO bus 8": (["-a", DISK.format("8,0,0")], DISK.format("8,0,0"), "PCI bus 8"),
+    "slot 8": (["-a", DISK.format("0,8,0")], DISK.format("0,8,0"), "PCI slot 8"),
+    "AVIO target 128": (["-a", DISK.format("0,0,128")], DISK.format("0,0,128"), "target 128"),
+    "VIO target 15": (
+        ["-a", "disk:scsi:0,0,15:disk:/dev/sdb"],
+        "disk:scsi:0,0,15:disk:/dev/sdb",
+        "target 15",
+    ),
+    "VIO bus 7": (
+        ["-a", "disk:scsi:7,0,0:disk:/dev/sdb"],
+        "disk:scsi:7,0,0:disk:/dev/sdb",
+        "bus 7",
+    ),
+    "duplicate address": (
+        ["-a", "disk:avio_stor:0,1,3:disk:/dev/sdb", "-a", "disk:avio_stor:0,1,3:disk:/dev/sdc"],
+        "disk:avio_stor:0,1,3:disk:/dev/sdc",
+        "already used",
+    ),
+    "duplicate backing": (
+        ["-a", "disk:avio_stor::disk:/dev/sdb", "-a", "disk:avio_stor::disk:/dev/sdb"],
+        "disk:avio_stor::disk:/dev/sdb",
+        "already used in this guest",
+    ),
+    "null for a disk": (
+        ["-a", "disk:avio_stor::null:/var/iso"],
+        "disk:avio_stor::null:/var/iso",
+        "only for dvd",
+    ),
+    "tape on AVIO": (
+        ["-a", "tape:avio_stor::disk:/dev/st0"],
+        "tape:avio_stor::disk:/dev/st0",
+        "not supported with avio_stor",
+    ),
+    "changer on AVIO": (
+        ["-a", "changer:aviostor::disk:/dev/sch0"],
+        "changer:aviostor::disk:/dev/sch0",
+        "not supported with avio_stor",
+    ),
+    "burner on AVIO": (
+        ["-a", "burner:avio_stor::disk:/dev/sr0"],
+        "burner:avio_stor::disk:/dev/sr0",
+        "not supported with avio_stor",
+    ),
+    "attach on AVIO": (
+        ["-a", "dvd:avio_stor::attach:/dev/sr0"],
+        "dvd:avio_stor::attach:/dev/sr0",
+        "'attach' backing is not supported",
+    ),
+    "tape pass-through on VIO": (
+        ["-a", "tape:scsi::attach:/dev/rscsi/c6t5d0"],
+        "tape:scsi::attach:/dev/rscsi/c6t5d0",
+        "pass-through",
+    ),
+    "npiv": (
+        ["-a", "hba:avio_stor:1,1,0x50060b00006499a8,0x50060b00006499a9:npiv:/dev/fcd0"],
+        "hba:avio_stor:1,1,0x50060b00006499a8,0x50060b00006499a9:npiv:/dev/fcd0",
+        "NPIV",
+    ),
+    "localnet with avio_lan": (
+        ["-a", "network:avio_lan::vswitch:localnet"],
+        "network:avio_lan::vswitch:localnet",
+        "localnet",
+    ),
+    "MAC not locally administered": (
+        ["-a", "network:avio_lan:,,00-11-22-33-44-55:vswitch:sw1"],
+        "network:avio_lan:,,00-11-22-33-44-55:vswitch:sw1",
+        "not locally administered",
+    ),
+    "multicast MAC": (
+        ["-a", "network:lan:,,0x030000000001:vswitch:sw1"],
+        "network:lan:,,0x030000000001:vswitch:sw1",
+        "multicast",
+    ),
+    "bad MAC": (
+        ["-a", "network:lan:,,2a-2e-5a:vswitch:sw1"],
+        "network:lan:,,2a-2e-5a:vswitch:sw1",
+        "bad MAC",
+    ),
+    "MAC twice in a guest": (
+        [
+            "-a",
+            "network:lan:,,2a-00-00-00-00-01:vswitch:sw1",
+            "-a",
+            "network:avio_lan:,,0x2A0000000001:vswitch:sw2",
+        ],
+        "network:avio_lan:,,0x2A0000000001:vswitch:sw2",
+        "already used",
+    ),
+    "NIC in an HBA's slot": (
+        ["-a", "disk:avio_stor:0,1,0:disk:/dev/sdb", "-a", "network:avio_lan:0,1:vswitch:sw1"],
+        "network:avio_lan:0,1:vswitch:sw1",
+        "slot 1 is already used",
+    ),
+    "VIO disk on an AVIO HBA": (
+        ["-a", "disk:avio_stor:0,1,0:disk:/dev/sdb", "-a", "disk:scsi:0,1,1:disk:/dev/sdc"],
+        "disk:scsi:0,1,1:disk:/dev/sdc",
+        "slot 1 is already used",
+    ),
+    "port id 512": (
+        ["-a", "network:avio_lan::vswitch:sw1:portid:512"],
+        "network:avio_lan::vswitch:sw1:portid:512",
+        "port id 512",
+    ),
+    "unknown adapter": (["-a", "disk:ide::disk:/dev/sdb"], "disk:ide::disk:/dev/sdb", "adapter"),
+    "unknown device type": (
+        ["-a", "floppy:scsi::disk:/dev/fd0"],
+        "floppy:scsi::disk:/dev/fd0",
+        "unknown device type",
+    ),
+    "relative path": (["-a", "disk:scsi::disk:sdb"], "disk:scsi::disk:sdb", "not absolute"),
+    "missing fields": (["-a", "disk:avio_stor:0,0,0"], "disk:avio_stor:0,0,0", "5 fields"),
+    "non-numeric target": (["-a", DISK.format("0,0,x")], DISK.format("0,0,x"), "not a number"),
+    "dvd on lv": (["-a", "dvd:avio_stor::lv:/dev/vg/lv"], "dvd:avio_stor::lv:/dev/vg/lv", "dvd"),
+}
+
+
+@pytest.mark.parametrize("print_xml", [False, True], ids=["check", "print-xml"])
+@pytest.mark.parametrize("case", REFUSALS, ids=list(REFUSALS))
+def test_refusal(cli, case, print_xml):
+    argv, statement, words = REFUSALS[case]
+    mode = "--print-xml" if print_xml else "-s"
+    result = cli(hpvmcreate, ["-P", "g", *argv, mode])
+    assert result.code == 2
+    assert result.out == ""
+    lines = result.err.splitlines()
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith("hpvmcreate: error: ")
+    assert f"'{statement}'" in lines[0]
+    assert words in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("kind", "size", "words"),
+    [("disk", 511, "needs at least 512"), ("dvd", 2047, "needs at least 2048")],
+)
+def test_backing_too_small(cli, tmp_path, kind, size, words):
+    backing = tmp_path / "small.img"
+    backing.write_bytes(b"\0" * size)
+    statement = f"{kind}:avio_stor::file:{backing}"
+    result = cli(hpvmcreate, ["-P", "g", "-a", statement, "-s"])
+    assert (result.code, result.out) == (2, "")
+    assert words in result.err and f"'{statement}'" in result.err
+
+
+@pytest.mark.parametrize("kind, size", [("disk", 512), ("dvd", 2048)])
+def test_backing_at_minimum_size_is_fine(cli, tmp_path, kind, size):
+    backing = tmp_path / "ok.img"
+    backing.write_bytes(b"\0" * size)
+    result = cli(hpvmcreate, ["-P", "g", "-a", f"{kind}:avio_stor::file:{backing}", "-s"])
+    assert result.code == 0, result.err
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["-r", "lots"], "bad memory size 'lots'"),
+        (["-r", "16M"], "below 32 MB"),
+        (["-c", "two"], "not 'two'"),
+        (["-c", "0"], "vcpus 0"),
+        (["-O", "vms"], "unknown OS type 'vms'"),
+        (["-B", "sometimes"], "'sometimes'"),
+        (["-x", "ram_dyn_type=any"], "unrecognized arguments"),
+    ],
+)
+def test_bad_options(cli, argv, words):
+    result = cli(hpvmcreate, ["-P", "g", *argv, "-s"])
+    assert (result.code, result.out) == (2, "")
+    assert len(result.err.splitlines()) == 1 and words in result.err
+
+
+def test_missing_name(cli):
+    result = cli(hpvmcreate, ["-a", "disk:avio_stor::disk:/dev/sdb", "-s"])
+    assert result.code == 2 and "-P" in result.err
+
+
+def test_128_avio_devices_are_fine(cli):
+    argv = many("disk:avio_stor::file:/var/lib/g/d{i}", 127)
+    argv += ["-a", "network:avio_lan::vswitch:sw1"]
+    result = cli(hpvmcreate, ["-P", "g", *argv, "--print-xml"])
+    assert result.code == 0, result.err
+    assert result.out.count("<disk ") == 127

@@ -1,0 +1,23 @@
+"""HPVM's documented limits (HPVM-REFERENCE.md sections 2 and 4)."""
+
+from __future__ import annotations
+
+from translators.model import Adapter
+
+MAX_AVIO_DEVICES = 128
+MAX_VIO_DEVICES = 30
+PCI_BUSES = {
+    Adapter.AVIO_STOR: range(8),
+    Adapter.AVIO_LAN: range(8),
+    Adapter.SCSI: range(7),
+    Adapter.LAN: range(8),
+}
+PCI_SLOTS = range(8)
+TARGETS = {Adapter.AVIO_STOR: range(128), Adapter.SCSI: range(15)}
+PORT_IDS = range(512)
+VLAN_IDS = range(1, 4095)
+MIN_DISK_BYTES = 512
+MIN_DVD_BYTES = 2048
+VCPUS = range(1, 256)
+MIN_MEMORY_MB = 32
+LOCALNET = "localnet"
