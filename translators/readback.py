@@ -144,15 +144,15 @@ def _read_disk(
         storage = StorageType.DISK if disk.get("type") == "block" else StorageType.FILE
     bus_kind = disk.find("target").get("bus") if disk.find("target") is not None else None
     address = disk.find("address[@type='drive']")
-    if bus_kind == "scsi" and address is not None:
-        ctl = controllers.get(_int(address.get("controller")))
+    if bus_kind == "scsi":
+        # A disk libvirt has not yet given an address sits on controller 0.
+        ctl = controllers.get(_int(address.get("controller")) if address is not None else 0)
         model = ctl.get("model") if ctl is not None else None
         adapter = Adapter.AVIO_STOR if model in AVIO_CONTROLLERS else Adapter.SCSI
         bus, slot = _hpvm_slot(ctl) if ctl is not None else (None, None)
-        if adapter is Adapter.AVIO_STOR:
-            target = _int(address.get("target"))
-        else:
-            target = _int(address.get("unit"))
+        target = None
+        if address is not None:
+            target = _int(address.get("target" if adapter is Adapter.AVIO_STOR else "unit"))
     else:
         adapter = Adapter.AVIO_STOR if bus_kind == "virtio" else Adapter.SCSI
         bus, slot = _hpvm_slot(disk)
