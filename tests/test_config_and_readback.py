@@ -78,7 +78,9 @@ def test_read_virt_install_domain():
     assert (guest.name, guest.vcpus, guest.memory_mb, guest.os_type) == ("vmx", 2, 512, "linux")
     scsi, virtio = guest.storage
     assert (scsi.adapter, scsi.device, scsi.storage) == (
-        Adapter.AVIO_STOR, DeviceType.DISK, StorageType.FILE
+        Adapter.AVIO_STOR,
+        DeviceType.DISK,
+        StorageType.FILE,
     )
     assert virtio.adapter is Adapter.AVIO_STOR and virtio.location == "/tmp/vi-disk.img"
     assert [(n.adapter, n.vswitch, n.mac) for n in guest.networks] == [
