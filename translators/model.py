@@ -108,6 +108,7 @@ class Guest:
     networks: list[NetworkDevice] = field(default_factory=list)
     boot: BootExtension = field(default_factory=BootExtension)
     virt_type: str | None = None  # "kvm" | "qemu"; None = decided by the host layer
+    number: int | None = None  # HPVM's "VM #", given when the guest is created
 
     @property
     def devices(self) -> list[Device]:

@@ -82,6 +82,11 @@ def _os_type(domain: etree._Element, meta: etree._Element | None) -> str:
     return "unknown"
 
 
+def _number(meta: etree._Element | None) -> int | None:
+    text = meta.findtext(f"{{{NS}}}number") if meta is not None else None
+    return int(text) if text and text.isdigit() else None
+
+
 def _meta_items(meta: etree._Element | None, tag: str) -> dict[str, etree._Element]:
     if meta is None:
         return {}
@@ -99,6 +104,7 @@ def read_domain(xml: str | bytes | etree._Element) -> Guest:
         memory_mb=_memory_mb(domain),
         autoboot=meta is not None and meta.findtext(f"{{{NS}}}start") == "auto",
         label=domain.findtext("title"),
+        number=_number(meta),
         virt_type=domain.get("type"),
         boot=BootExtension(
             kernel=domain.findtext("os/kernel"),

@@ -133,6 +133,8 @@ def render_metadata(guest: Guest) -> etree._Element:
     root = E(f"{{{NS}}}guest", nsmap={NS_PREFIX: NS})
     SUB(root, f"{{{NS}}}os").text = guest.os_type
     SUB(root, f"{{{NS}}}start").text = "auto" if guest.autoboot else "manual"
+    if guest.number is not None:
+        SUB(root, f"{{{NS}}}number").text = str(guest.number)
     for dev in guest.storage:
         item = SUB(root, f"{{{NS}}}storage", alias=storage_alias(dev), storage=str(dev.storage))
         if dev.storage is StorageType.NULL and dev.location:

@@ -6,6 +6,7 @@ changed by a check.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,6 +42,9 @@ class HostClaims:
     macs: dict[str, str] = field(default_factory=dict)  # mac -> owner ("guest g", "host eth0")
     backings: dict[str, str] = field(default_factory=dict)  # location -> guest
     ports: dict[str, dict[int, str]] = field(default_factory=dict)  # vswitch -> port -> guest
+    #: Maps a backing path to the identity `backings` is keyed by (the host
+    #: layer passes one that makes /dev/disk/by-id/... and /dev/sdb equal).
+    key: Callable[[str], str] = field(default=os.path.normpath)
 
 
 def check_device(device: Device) -> None:
@@ -186,7 +190,7 @@ def _check_backings(guest: Guest, claims: HostClaims) -> None:
                 statement_of(dev),
             )
         seen[dev.location] = dev
-        owner = claims.backings.get(dev.location)
+        owner = claims.backings.get(claims.key(dev.location))
         if owner is not None and owner != guest.name:
             raise HpvmError(
                 f"backing store {dev.location} is already used by guest '{owner}'",

@@ -56,3 +56,20 @@ def not_implemented(prog: str) -> Callable[[], None]:
         sys.exit(EXIT_INPUT)
 
     return entry
+
+
+def connect(uri_option: str | None):  # -> libvirt.virConnect
+    """Open libvirt for a command (`--connect`, $LIBVIRT_DEFAULT_URI, qemu:///system)."""
+    from agent.connection import open_connection
+
+    return open_connection(default_uri(uri_option))
+
+
+def simple_parser(prog: str, description: str):
+    """An argparse parser raising HpvmError, with -P and --connect."""
+    from translators.options import _Parser
+
+    parser = _Parser(prog=prog, description=description)
+    parser.add_argument("-P", dest="name", required=True, help="guest name")
+    parser.add_argument("--connect", metavar="URI", help="libvirt URI (default qemu:///system)")
+    return parser

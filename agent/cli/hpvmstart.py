@@ -1,5 +1,35 @@
-"""`hpvmstart`: not built yet (see the project's issues)."""
+"""`hpvmstart -P name`: start a guest."""
 
-from agent.cli.common import not_implemented
+from __future__ import annotations
 
-main = not_implemented("hpvmstart")
+import sys
+
+import libvirt
+
+from agent.cli.common import EXIT_OK, connect, run, simple_parser
+from agent.connection import libvirt_message
+from agent.errors import HostError
+from agent.inventory import lookup
+
+PROG = "hpvmstart"
+
+
+def start(argv: list[str]) -> int:
+    options = simple_parser(PROG, "Start a guest.").parse_args(argv)
+    conn = connect(options.connect)
+    dom = lookup(conn, options.name)
+    if dom.isActive():
+        raise HostError(f"guest '{options.name}' is already running")
+    try:
+        dom.create()
+    except libvirt.libvirtError as err:
+        raise HostError(libvirt_message(err)) from None
+    print(f"{PROG}: Successful start initiation of guest '{options.name}'")
+    return EXIT_OK
+
+
+COMMAND = start
+
+
+def main() -> None:
+    sys.exit(run(PROG, COMMAND))

@@ -1,0 +1,50 @@
+"""Opening libvirt, with libvirt's default event loop running in a thread."""
+
+from __future__ import annotations
+
+import threading
+
+import libvirt
+
+from agent.errors import HostError
+
+_loop_lock = threading.Lock()
+_loop_started = False
+
+
+def ensure_event_loop() -> None:
+    """Register libvirt's default event implementation and run it (once per process).
+
+    Must happen before a connection is opened for that connection to deliver events.
+    """
+    global _loop_started
+    with _loop_lock:
+        if _loop_started:
+            return
+        libvirt.virEventRegisterDefaultImpl()
+
+        def run() -> None:
+            while True:
+                libvirt.virEventRunDefaultImpl()
+
+        threading.Thread(target=run, name="libvirt-events", daemon=True).start()
+        _loop_started = True
+
+
+def _quiet(_ctx: object, _err: object) -> None:
+    """libvirt prints every error to stderr by default; we report them ourselves."""
+
+
+def open_connection(uri: str) -> libvirt.virConnect:
+    """A read-write connection to `uri` that delivers events."""
+    ensure_event_loop()
+    libvirt.registerErrorHandler(_quiet, None)
+    try:
+        return libvirt.open(uri)
+    except libvirt.libvirtError as err:
+        raise HostError(f"cannot connect to {uri}: {err.get_error_message()}") from None
+
+
+def libvirt_message(err: libvirt.libvirtError) -> str:
+    """libvirt's message on one line."""
+    return " ".join((err.get_error_message() or str(err)).split())

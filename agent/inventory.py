@@ -1,0 +1,96 @@
+"""What libvirt knows: the guests (from their domain XML) and what they claim."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import libvirt
+
+from agent.hostcheck import backing_key
+from translators.errors import HpvmError
+from translators.model import Guest, StorageType
+from translators.readback import read_domain
+from translators.validate import HostClaims
+
+STATES = {
+    libvirt.VIR_DOMAIN_RUNNING: "On (OS)",
+    libvirt.VIR_DOMAIN_BLOCKED: "On (OS)",
+    libvirt.VIR_DOMAIN_PAUSED: "On (Paused)",
+    libvirt.VIR_DOMAIN_SHUTDOWN: "Stopping",
+    libvirt.VIR_DOMAIN_SHUTOFF: "Off",
+    libvirt.VIR_DOMAIN_CRASHED: "Crashed",
+    libvirt.VIR_DOMAIN_PMSUSPENDED: "Suspended",
+}
+
+
+@dataclass
+class Entry:
+    """One guest as libvirt has it."""
+
+    dom: libvirt.virDomain
+    guest: Guest  # the persistent configuration
+    active: bool
+
+    @property
+    def state(self) -> str:
+        return STATES.get(self.dom.state()[0], "Unknown")
+
+
+def lookup(conn: libvirt.virConnect, name: str) -> libvirt.virDomain:
+    """The domain called `name`, or an input error naming it."""
+    try:
+        return conn.lookupByName(name)
+    except libvirt.libvirtError:
+        raise HpvmError(f"no guest named '{name}'") from None
+
+
+def config_guest(dom: libvirt.virDomain) -> Guest:
+    """The persistent configuration of a domain as a model."""
+    return read_domain(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+
+
+def live_guest(dom: libvirt.virDomain) -> Guest:
+    return read_domain(dom.XMLDesc(0))
+
+
+def entries(conn: libvirt.virConnect) -> list[Entry]:
+    """Every persistent guest, ordered by VM number then name."""
+    found = []
+    for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_PERSISTENT):
+        found.append(Entry(dom, config_guest(dom), bool(dom.isActive())))
+    return sorted(found, key=lambda e: (e.guest.number is None, e.guest.number or 0, e.guest.name))
+
+
+def host_macs() -> dict[str, str]:
+    macs = {}
+    for iface in Path("/sys/class/net").iterdir():
+        try:
+            macs[(iface / "address").read_text().strip().lower()] = f"host interface {iface.name}"
+        except OSError:
+            pass
+    return macs
+
+
+def claims(conn: libvirt.virConnect, exclude: str | None = None) -> HostClaims:
+    """MACs, backing stores and vswitch ports used by other guests and the host."""
+    result = HostClaims(macs=host_macs(), key=backing_key)
+    for entry in entries(conn):
+        guest = entry.guest
+        if guest.name == exclude:
+            continue
+        for dev in guest.storage:
+            if dev.storage is not StorageType.NULL:
+                result.backings[backing_key(dev.location)] = guest.name
+        for nic in guest.networks:
+            if nic.mac:
+                result.macs[nic.mac] = f"guest {guest.name}"
+            if nic.portid is not None:
+                result.ports.setdefault(nic.vswitch, {})[nic.portid] = guest.name
+    return result
+
+
+def next_number(conn: libvirt.virConnect) -> int:
+    """The lowest VM number no guest has."""
+    used = {e.guest.number for e in entries(conn)}
+    return next(n for n in range(1, len(used) + 2) if n not in used)
