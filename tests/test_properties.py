@@ -104,6 +104,7 @@ def valid_guests(draw) -> Guest:
             )
         ),
         virt_type=draw(st.sampled_from(["kvm", "qemu"])),
+        number=draw(st.none() | st.integers(1, 9999)),
     )
     check_guest(guest)
     return complete(guest)
