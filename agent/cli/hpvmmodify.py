@@ -57,10 +57,12 @@ def _redefine_settings(conn, dom, options) -> bool:
             root.find("name").addnext(title)
         title.text = guest.label
     meta = root.find("metadata")
-    old = meta.find(render_metadata(guest).tag)
-    meta.replace(old, render_metadata(guest)) if old is not None else meta.append(
-        render_metadata(guest)
-    )
+    if meta is None:
+        meta = etree.SubElement(root, "metadata")
+    fresh = render_metadata(guest)
+    for old in meta.findall(fresh.tag):
+        meta.remove(old)
+    meta.append(fresh)
     try:
         conn.defineXML(etree.tostring(root, encoding="unicode"))
         dom.setAutostart(1 if guest.autoboot else 0)

@@ -102,3 +102,32 @@ def test_remove_keeps_backing(cli, defined_guest):
     result = cli(hpvmremove, ["-P", name])
     assert result.code == 2 and "no guest named" in result.err
     assert sh("losetup", "-l", "-n", "-O", "NAME", disk) == disk
+
+
+def test_settings_change_persists(cli, defined_guest):
+    from agent.cli import hpvmstatus
+
+    name = defined_guest[0]
+    result = cli(
+        hpvmmodify,
+        [
+            "-P",
+            name,
+            "-c",
+            "2",
+            "-r",
+            "256M",
+            "-O",
+            "hpux",
+            "-B",
+            "manual",
+            "-l",
+            "Clone-cluster 01",
+        ],
+    )
+    assert result.code == 0, result.err
+    table = cli(hpvmstatus, ["-P", name]).out
+    assert f"{name:<20}" in table and "HPUX" in table and " 256 MB" in table
+    machine = cli(hpvmstatus, ["-M", "-P", name]).out.strip().split(":")
+    assert (machine[0], machine[11], machine[19], machine[20]) == (name, "Manual", "2", "256MB")
+    assert "<title>Clone-cluster 01</title>" in domain_xml(name)
