@@ -6,10 +6,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo bench lint host venv clean
+.PHONY: test demo bench lint host test-host venv clean
 
 host:
 	@bash scripts/setup-host.sh
+
+test-host:
+	@bash scripts/setup-host.sh --test-tools
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,7 +25,7 @@ venv: host $(STAMP)
 lint: venv
 	$(BIN)/ruff check .
 
-test: venv
+test: test-host $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 

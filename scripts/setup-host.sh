@@ -4,15 +4,18 @@
 # if they are not running). Idempotent and quiet when there is nothing to do.
 # Used by `make test`, `make demo`, CI and the Vagrant provisioner.
 #
-#   scripts/setup-host.sh            packages + daemons
-#   scripts/setup-host.sh --packages packages only
+#   scripts/setup-host.sh                packages + daemons
+#   scripts/setup-host.sh --packages     packages only
+#   scripts/setup-host.sh --test-tools   also the tools the test suite uses
+#                                        (vagrant, vagrant-libvirt, shellcheck)
 set -euo pipefail
 
 PACKAGES=(
   qemu-system-x86 libvirt-daemon-system libvirt-clients libvirt-dev
   pkg-config udev busybox-static cpio kmod iproute2 virtinst
-  python3-venv shellcheck libxml2-utils
+  python3-venv libxml2-utils
 )
+TEST_PACKAGES=(shellcheck vagrant vagrant-libvirt)
 
 log() { printf 'setup-host: %s\n' "$*"; }
 
@@ -59,8 +62,8 @@ start_daemon() {
 }
 
 wait_for_libvirtd() {
-  local i
-  for i in $(seq 1 50); do
+  local _
+  for _ in $(seq 1 50); do
     virsh -q -c qemu:///system version >/dev/null 2>&1 && return 0
     sleep 0.2
   done
@@ -75,6 +78,11 @@ start_daemons() {
   wait_for_libvirtd
 }
 
+case "${1:-}" in
+  --test-tools) PACKAGES+=("${TEST_PACKAGES[@]}") ;;
+  --packages | "") ;;
+  *) log "unknown option $1" >&2; exit 2 ;;
+esac
 install_packages
 if [ "${1:-}" != "--packages" ]; then
   start_daemons
