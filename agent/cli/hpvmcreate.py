@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import libvirt
 
+from agent.accel import detect_virt_type
 from agent.backing import backing_size
 from agent.cli.common import EXIT_OK, connect, run, warn
 from agent.connection import libvirt_message
@@ -25,13 +25,7 @@ PROG = "hpvmcreate"
 
 def resolve_virt_type(option: str | None) -> str:
     """--virt-type, else $AVIO_VIRT_TYPE, else what the host can run."""
-    if option:
-        return option
-    if os.environ.get("AVIO_VIRT_TYPE") in ("kvm", "qemu"):
-        return os.environ["AVIO_VIRT_TYPE"]
-    from agent.virt_type import detect_virt_type
-
-    return detect_virt_type()
+    return option or detect_virt_type()
 
 
 def create(argv: list[str]) -> int:

@@ -1,0 +1,119 @@
+#!/bin/busybox sh
+# /init of the tiny test guest (busybox). Loads the storage and network
+# drivers, configures NICs from the kernel command line and reports on the
+# serial console, one fact per line prefixed "AVIO ", what disks and NICs it
+# sees, then every change. It never triggers a SCSI rescan: what it reports
+# the kernel found on its own.
+#
+# Kernel command line:
+#   avio.ip=ADDR/PREFIX          address for eth0 (tests use 169.254.0.0/16 only)
+#   avio.ip.ethN=ADDR/PREFIX     address for ethN
+#   avio.ping=ADDR               ping ADDR once a second, report ok/fail
+# shellcheck shell=sh
+
+/bin/busybox mkdir -p /proc /sys /dev /tmp /run
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sysfs /sys
+/bin/busybox mount -t devtmpfs devtmpfs /dev
+/bin/busybox --install -s /bin
+export PATH=/bin
+
+say() { echo "AVIO $*"; }
+
+while read -r module; do
+  insmod "/lib/modules/$module.ko" 2>/dev/null
+done < /modules.order
+# The report loop opens sr* to read the media size; never lock the tray for
+# that, or the host could not change media.
+echo 0 > /proc/sys/dev/cdrom/lock
+
+cmdline_value() {
+  read -r words < /proc/cmdline
+  for word in $words; do
+    case "$word" in "$1="*) echo "${word#*=}"; return 0 ;; esac
+  done
+  return 1
+}
+
+configure_nic() {
+  nic=$1
+  ip link set "$nic" up 2>/dev/null
+  address=$(cmdline_value "avio.ip.$nic") || {
+    [ "$nic" = eth0 ] && address=$(cmdline_value avio.ip)
+  }
+  [ -n "$address" ] && ip addr add "$address" dev "$nic" 2>/dev/null
+  address=""
+}
+
+# One line per device: "<key> <report line>".
+snapshot() {
+  for dev in /sys/block/sd* /sys/block/sr*; do
+    [ -e "$dev" ] || continue
+    name=${dev##*/}
+    hctl=$(basename "$(readlink "$dev/device")")
+    case $name in
+      sr*)
+        size=$(blockdev --getsz "/dev/$name" 2>/dev/null) || size=0
+        echo "disk_$name disk $name $hctl size=$size type=cdrom" ;;
+      *) echo "disk_$name disk $name $hctl size=$(cat "$dev/size") type=disk" ;;
+    esac
+  done
+  for nic in /sys/class/net/*; do
+    name=${nic##*/}
+    [ "$name" = lo ] && continue
+    echo "nic_$name nic $name mac=$(cat "$nic/address")"
+  done
+}
+
+diff_snapshots() {
+  old=$1 new=$2
+  while read -r key kind name rest; do
+    previous=$(grep "^$key " "$old")
+    if [ -z "$previous" ]; then
+      say "$kind+ $name $rest"
+      [ "$kind" = nic ] && configure_nic "$name"
+    elif [ "$previous" != "$key $kind $name $rest" ]; then
+      case "$rest" in
+        *type=cdrom*) say "media $name ${rest#* }" ;;
+        *) size=${rest#* size=}; say "size $name ${size%% *}" ;;
+      esac
+    fi
+  done < "$new"
+  while read -r key kind name rest; do
+    grep -q "^$key " "$new" || say "$kind- $name"
+  done < "$old"
+}
+
+cat > /bin/avio-uevent <<'HOOK'
+#!/bin/sh
+case "$SUBSYSTEM" in block|scsi|net)
+  echo "AVIO uevent $ACTION $SUBSYSTEM ${DEVNAME:-$DEVPATH} ${SDEV_UA:-} ${RESIZE:+RESIZE=$RESIZE}" ;;
+esac
+HOOK
+chmod +x /bin/avio-uevent
+uevent /bin/avio-uevent &
+
+for nic in /sys/class/net/*; do
+  [ "${nic##*/}" = lo ] || configure_nic "${nic##*/}"
+done
+ip link set lo up
+
+: > /tmp/old
+snapshot > /tmp/now
+while read -r _ kind name rest; do say "$kind $name $rest"; done < /tmp/now
+mv /tmp/now /tmp/old
+say ready
+
+target=$(cmdline_value avio.ping) && (
+  while true; do
+    if ping -c 1 -W 1 "$target" >/dev/null 2>&1; then say "ping $target ok"; else say "ping $target fail"; fi
+    sleep 1
+  done
+) &
+
+while true; do
+  usleep 200000
+  snapshot > /tmp/now
+  diff_snapshots /tmp/old /tmp/now
+  mv /tmp/now /tmp/old
+done
