@@ -14,7 +14,7 @@ from lxml import etree
 from agent.connection import libvirt_message
 from agent.errors import HostError
 from agent.removal import RemovalWatch
-from translators.model import Device, Guest, StorageDevice
+from translators.model import Device, Guest, StorageDevice, StorageType
 from translators.plan import Action, Change
 from translators.render import (
     NS,
@@ -89,8 +89,26 @@ class Applier:
         self._call("updateDeviceFlags", device_xml(device), self.flags)
         self._undo.append(("updateDeviceFlags", old_xml, self.flags))
 
+    def _preflight(self, changes: list[Change]) -> None:
+        """Refuse, before touching anything, what libvirt 9.0 cannot do live."""
+        if not self.live:
+            return
+        for change in changes:
+            device = change.device
+            if (
+                change.action is Action.ATTACH
+                and isinstance(device, StorageDevice)
+                and device.storage is StorageType.NULL
+            ):
+                raise HostError(
+                    "an empty DVD cannot be hot-plugged into a running guest (libvirt needs "
+                    "media to plug a cdrom); add it with media (dvd:...:file:ISO) or while "
+                    "the guest is stopped"
+                )
+
     def apply(self, before: Guest, changes: list[Change], after: Guest) -> None:
         """Apply all changes and the new metadata, or none of them."""
+        self._preflight(changes)
         old_xml = {alias_of(d): device_xml(d) for d in before.devices}
         try:
             with RemovalWatch(self.conn, self.dom) as watch:
@@ -110,7 +128,13 @@ class Applier:
             self.set_metadata(after)
         except libvirt.libvirtError as err:
             self.rollback()
-            raise HostError(libvirt_message(err)) from None
+            message = libvirt_message(err)
+            if "is not open" in message and "Tray" in message:
+                message = (
+                    "the media of a DVD hot-plugged into this running guest can only change "
+                    f"after the guest restarts (libvirt 9.0 does not track its tray): {message}"
+                )
+            raise HostError(message) from None
         except HostError:
             self.rollback()
             raise

@@ -1,0 +1,166 @@
+"""A real booted guest, driven only through the hpvm* commands, reports what it sees.
+
+The guest (tests/host/guestkit.py, guest/init.sh) prints `AVIO ...` lines on its
+serial console: its disks with SCSI H:C:T:L and size, NICs with MAC, DVD media,
+and every change. Nothing in the guest rescans: what it reports, it was told.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from tests.host.conftest import require_host
+from tests.host.guestkit import ConsoleLog, Host, build_tiny_guest, digest, hpvm
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def world():
+    require_host()
+    host = Host()
+    try:
+        kernel, initrd = build_tiny_guest()
+        name = host.guest_name()
+        disk, spare, iso = host.loop(), host.loop(), host.tmp / "media.iso"
+        iso.write_bytes(b"\x00" * 2048 * 100)
+        vswitch = host.bridge()
+        hpvm(
+            "hpvmcreate",
+            "-P",
+            name,
+            "-O",
+            "linux",
+            "-r",
+            "256M",
+            "-B",
+            "manual",
+            "-a",
+            f"disk:avio_stor:0,0,3:disk:{disk}",
+            "-a",
+            f"network:avio_lan:0,1,2a-2e-5a-05-0a-ba:vswitch:{vswitch}:portid:5",
+            "-a",
+            "dvd:avio_stor:0,0,5:null:",
+            "--kernel",
+            str(kernel),
+            "--initrd",
+            str(initrd),
+            "--cmdline",
+            "console=ttyS0 quiet",
+        )
+        log = ConsoleLog(f"/var/log/libvirt/qemu/{name}-console.log")
+        hpvm("hpvmstart", "-P", name)
+        log.wait_for(r"^AVIO ready", timeout=90)
+        yield {
+            "host": host,
+            "name": name,
+            "log": log,
+            "disk": disk,
+            "spare": spare,
+            "iso": str(iso),
+            "vswitch": vswitch,
+        }
+    finally:
+        host.cleanup()
+
+
+def test_guest_sees_its_disk_at_the_target_given(world):
+    log = world["log"]
+    match = log.wait_for(r"^AVIO disk (sd\w+) (\d+):0:3:0 size=(\d+) type=disk")
+    assert int(match.group(3)) == 8 * 1024 * 1024 // 512
+    log.wait_for(r"^AVIO nic eth0 mac=2a:2e:5a:05:0a:ba")
+    log.wait_for(r"^AVIO disk sr0 \d+:0:5:0 size=0 type=cdrom")
+
+
+def test_hotplug_disk_seen_without_rescan(world):
+    log, name = world["log"], world["name"]
+    mark = log.mark()
+    hpvm("hpvmmodify", "-P", name, "-a", f"disk:avio_stor::disk:{world['spare']}")
+    added = log.wait_for(r"^AVIO disk\+ (sd\w+) \d+:0:(\d+):0 size=16384", timeout=20, since=mark)
+    statements = hpvm("hpvmstatus", "-P", name, "-d").stdout
+    assert f"disk:avio_stor:0,0,{added.group(2)}:disk:{world['spare']}" in statements
+    mark = log.mark()
+    hpvm("hpvmmodify", "-P", name, "-d", f"disk:avio_stor::disk:{world['spare']}")
+    log.wait_for(rf"^AVIO disk- {added.group(1)}$", timeout=20, since=mark)
+    assert world["spare"] not in hpvm("hpvmstatus", "-P", name, "-d").stdout
+
+
+def test_hotplug_nic_seen_and_unplugged(world):
+    log, name = world["log"], world["name"]
+    mark = log.mark()
+    hpvm(
+        "hpvmmodify",
+        "-P",
+        name,
+        "-a",
+        f"network:avio_lan:,,2a-00-00-00-00-07:vswitch:{world['vswitch']}",
+    )
+    added = log.wait_for(r"^AVIO nic\+ (eth\d+) mac=2a:00:00:00:00:07", timeout=20, since=mark)
+    time.sleep(3)  # QEMU refuses a PCI unplug while the slot's power indicator blinks
+    mark = log.mark()
+    hpvm(
+        "hpvmmodify",
+        "-P",
+        name,
+        "-d",
+        "network:avio_lan:,,2a-00-00-00-00-07:vswitch:" + world["vswitch"],
+    )
+    log.wait_for(rf"^AVIO nic- {added.group(1)}$", timeout=20, since=mark)
+
+
+def test_dvd_insert_and_eject_seen(world):
+    log, name = world["log"], world["name"]
+    mark = log.mark()
+    hpvm("hpvmmodify", "-P", name, "-m", f"dvd:avio_stor:0,0,5:file:{world['iso']}")
+    log.wait_for(r"^AVIO media sr0 size=400 type=cdrom", timeout=20, since=mark)
+    mark = log.mark()
+    hpvm("hpvmmodify", "-P", name, "-m", "dvd:avio_stor:0,0,5:null:")
+    log.wait_for(r"^AVIO media sr0 size=0 type=cdrom", timeout=20, since=mark)
+
+
+def test_empty_dvd_hotplug_is_refused_cleanly(world):
+    name = world["name"]
+    before = hpvm("hpvmstatus", "-P", name, "-d").stdout
+    result = hpvm("hpvmmodify", "-P", name, "-a", "dvd:avio_stor::null:", check=False)
+    assert result.returncode == 1 and "empty DVD" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert hpvm("hpvmstatus", "-P", name, "-d").stdout == before
+
+
+def test_changes_survive_stop_and_start(world):
+    log, name = world["log"], world["name"]
+    mark = log.mark()
+    hpvm(
+        "hpvmmodify",
+        "-P",
+        name,
+        "-a",
+        f"disk:avio_stor:0,0,9:disk:{world['spare']}",
+        "-m",
+        f"dvd:avio_stor:0,0,5:file:{world['iso']}",
+    )
+    log.wait_for(r"^AVIO disk\+ sd\w+ \d+:0:9:0", timeout=20, since=mark)
+    hpvm("hpvmstop", "-P", name, "-F")
+    assert "Off" in hpvm("hpvmstatus", "-P", name).stdout
+    mark = log.mark()
+    hpvm("hpvmstart", "-P", name)
+    log.wait_for(r"^AVIO ready", timeout=90, since=mark)
+    boot = log.text()[mark:]
+    assert re.search(r"^AVIO disk sd\w+ \d+:0:3:0 size=16384", boot, re.M)
+    assert re.search(r"^AVIO disk sd\w+ \d+:0:9:0 size=16384", boot, re.M)
+    assert re.search(r"^AVIO disk sr0 \d+:0:5:0 size=400 type=cdrom", boot, re.M)
+    assert re.search(r"^AVIO nic eth0 mac=2a:2e:5a:05:0a:ba", boot, re.M)
+
+
+def test_remove_leaves_no_domain_and_backing_untouched(world):
+    name, disk = world["name"], world["disk"]
+    before = digest(disk)
+    result = hpvm("hpvmremove", "-P", name, check=False)
+    assert result.returncode == 1 and "running" in result.stderr
+    hpvm("hpvmremove", "-P", name, "-F")
+    assert hpvm("hpvmstatus", "-P", name, check=False).returncode == 2
+    assert name not in hpvm("hpvmstatus").stdout
+    assert digest(disk) == before
