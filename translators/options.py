@@ -98,6 +98,12 @@ def create_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="check the configuration only; create nothing",
     )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="options from a guest config file (such as `hpvmstatus -P NAME -d` output), "
+        "read before the command line's",
+    )
     _add_common(parser)
     return parser
 
@@ -164,11 +170,11 @@ class ConfigFile:
     warnings: Warnings = field(default_factory=Warnings)
 
 
-def parse_config_text(text: str, name: str, source: str = "<config>") -> ConfigFile:
-    """Parse the text of a config file for guest `name`; errors name `source:line`."""
+def config_argv(text: str, name: str, source: str, warnings: Warnings) -> list[str]:
+    """The option list a config file holds, checked line by line (errors name `source:line`)."""
     parser = _config_parser()
     options = parser.parse_args([])
-    warnings = Warnings()
+    argv: list[str] = []
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#") or (line.startswith("[") and line.endswith("]")):
@@ -188,6 +194,15 @@ def parse_config_text(text: str, name: str, source: str = "<config>") -> ConfigF
             raise HpvmError(f"{source}:{number}: {err}") from None
         if options.name not in (None, name):
             raise HpvmError(f"{source}:{number}: -P {options.name} differs from the file name")
+        argv += [t for t in tokens if t != "-P" and t != options.name]
+    return argv
+
+
+def parse_config_text(text: str, name: str, source: str = "<config>") -> ConfigFile:
+    """Parse the text of a config file for guest `name`; errors name `source:line`."""
+    warnings = Warnings()
+    argv = config_argv(text, name, source, warnings)
+    options = _config_parser().parse_args(argv)
     options.name = name
     try:
         guest = guest_from_options(options, warnings)

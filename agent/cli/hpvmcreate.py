@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import libvirt
 
@@ -16,7 +17,7 @@ from agent.inventory import claims, next_number
 from translators.allocate import complete
 from translators.errors import HpvmError, Warnings
 from translators.model import Guest
-from translators.options import create_parser, guest_from_options
+from translators.options import config_argv, create_parser, guest_from_options
 from translators.render import render_domain, to_string
 from translators.validate import check_guest, check_sizes
 
@@ -31,6 +32,13 @@ def resolve_virt_type(option: str | None) -> str:
 def create(argv: list[str]) -> int:
     options = create_parser().parse_args(argv)
     warnings = Warnings()
+    if options.config:
+        try:
+            text = Path(options.config).read_text()
+        except OSError as err:
+            raise HpvmError(f"cannot read {options.config}: {err.strerror}") from None
+        file_argv = config_argv(text, options.name, options.config, warnings)
+        options = create_parser().parse_args([*file_argv, *argv])
     guest = guest_from_options(options, warnings)
     warn(PROG, warnings)
     check_guest(guest)
