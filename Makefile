@@ -34,6 +34,7 @@ demo: venv
 
 bench: venv
 	$(BIN)/python bench/translate.py
+	$(BIN)/python bench/hotplug.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
