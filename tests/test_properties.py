@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from translators.allocate import complete
@@ -110,13 +110,11 @@ def valid_guests(draw) -> Guest:
     return complete(guest)
 
 
-@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(valid_guests())
 def test_xml_round_trip(guest):
     assert read_domain(to_string(render_domain(guest))) == guest
 
 
-@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(valid_guests())
 def test_rendered_statements_round_trip(guest):
     again = [parse_statement(format_statement(d)) for d in guest.devices]
