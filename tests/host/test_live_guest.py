@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.host.conftest import require_host
+from tests.host.conftest import domain_xml, require_host
 from tests.host.guestkit import ConsoleLog, Host, build_tiny_guest, digest, hpvm
 
 pytestmark = pytest.mark.integration
@@ -128,6 +128,39 @@ def test_empty_dvd_hotplug_is_refused_cleanly(world):
     assert result.returncode == 1 and "empty DVD" in result.stderr
     assert len(result.stderr.splitlines()) == 1
     assert hpvm("hpvmstatus", "-P", name, "-d").stdout == before
+
+
+def test_failed_live_attach_leaves_nothing_half_done(world):
+    name, host = world["name"], world["host"]
+    hidden = host.tmp / "private"
+    hidden.mkdir(mode=0o700)  # qemu (user libvirt-qemu) cannot open files in here
+    unreadable = hidden / "d.img"
+    unreadable.write_bytes(b"\0" * 1024 * 1024)
+    before = (domain_xml(name), domain_xml(name, inactive=False))
+    result = hpvm(
+        "hpvmmodify",
+        "-P",
+        name,
+        "-a",
+        f"disk:avio_stor:0,0,7:disk:{world['spare']}",
+        "-a",
+        f"disk:avio_stor:0,0,8:file:{unreadable}",
+        check=False,
+    )
+    assert result.returncode == 1 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert "Permission denied" in result.stderr
+    assert (domain_xml(name), domain_xml(name, inactive=False)) == before
+
+
+def test_nic_moves_to_another_vswitch_live(world):
+    name, other = world["name"], world["host"].bridge()
+    hpvm("hpvmmodify", "-P", name, "-m", f"network:avio_lan:0,1:vswitch:{other}:portid:5")
+    for inactive in (False, True):
+        assert f"<source bridge='{other}'/>" in domain_xml(name, inactive=inactive)
+    assert f"vswitch:{other}:portid:5" in hpvm("hpvmstatus", "-P", name, "-d").stdout
+    hpvm(
+        "hpvmmodify", "-P", name, "-m", f"network:avio_lan:0,1:vswitch:{world['vswitch']}:portid:5"
+    )
 
 
 def test_changes_survive_stop_and_start(world):

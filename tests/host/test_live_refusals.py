@@ -131,3 +131,14 @@ def test_settings_change_persists(cli, defined_guest):
     machine = cli(hpvmstatus, ["-M", "-P", name]).out.strip().split(":")
     assert (machine[0], machine[11], machine[19], machine[20]) == (name, "Manual", "2", "256MB")
     assert "<title>Clone-cluster 01</title>" in domain_xml(name)
+
+
+def test_modify_of_a_stopped_guest_changes_its_config(cli, defined_guest, loopdev):
+    name = defined_guest[0]
+    spare = loopdev()
+    result = cli(hpvmmodify, ["-P", name, "-a", f"disk:avio_stor::disk:{spare}"])
+    assert result.code == 0, result.err
+    assert f"dev='{spare}'" in domain_xml(name)
+    result = cli(hpvmmodify, ["-P", name, "-d", f"disk:avio_stor::disk:{spare}"])
+    assert result.code == 0, result.err
+    assert spare not in domain_xml(name)
