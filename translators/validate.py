@@ -82,7 +82,8 @@ def _check_storage(dev: StorageDevice) -> None:
         raise HpvmError("a dvd is backed by 'disk', 'file' or 'null', not 'lv'", stmt)
     _check_range(dev.bus, limits.PCI_BUSES[dev.adapter], "PCI bus", stmt)
     _check_range(dev.slot, limits.PCI_SLOTS, "PCI slot", stmt)
-    _check_range(dev.target, limits.TARGETS[dev.adapter], "target", stmt)
+    what = "target" if dev.adapter is Adapter.AVIO_STOR else "target (emulated LSI SCSI id)"
+    _check_range(dev.target, limits.TARGETS[dev.adapter], what, stmt)
 
 
 def _check_network(dev: NetworkDevice) -> None:
