@@ -197,3 +197,41 @@ def test_remove_leaves_no_domain_and_backing_untouched(world):
     assert hpvm("hpvmstatus", "-P", name, check=False).returncode == 2
     assert name not in hpvm("hpvmstatus").stdout
     assert digest(disk) == before
+
+
+def test_vio_devices_are_emulated_lsi_and_e1000():
+    require_host()
+    host = Host()
+    try:
+        kernel, initrd = build_tiny_guest()
+        name, disk, vswitch = host.guest_name(), host.loop(), host.bridge()
+        hpvm(
+            "hpvmcreate",
+            "-P",
+            name,
+            "-O",
+            "linux",
+            "-r",
+            "256M",
+            "-B",
+            "manual",
+            "-a",
+            f"disk:scsi:0,2,5:disk:{disk}",
+            "-a",
+            f"network:lan:0,3,0x2A00000000AA:vswitch:{vswitch}",
+            "--kernel",
+            str(kernel),
+            "--initrd",
+            str(initrd),
+            "--cmdline",
+            "console=ttyS0 quiet",
+        )
+        xml = domain_xml(name)
+        assert "model='lsilogic'" in xml and "<model type='e1000'/>" in xml
+        log = ConsoleLog(f"/var/log/libvirt/qemu/{name}-console.log")
+        hpvm("hpvmstart", "-P", name)
+        log.wait_for(r"^AVIO ready", timeout=90)
+        log.wait_for(r"^AVIO disk sd\w+ \d+:0:5:0 size=16384 type=disk")
+        log.wait_for(r"^AVIO nic eth0 mac=2a:00:00:00:00:aa")
+    finally:
+        host.cleanup()
