@@ -29,7 +29,7 @@ class Change:
     new_controller: bool = False  # attach the device's HBA first
 
 
-def _matches(statement: Device, device: Device) -> bool:
+def matches(statement: Device, device: Device) -> bool:
     """Does a `-d` statement name this device? Every field it gives must agree."""
     if type(statement) is not type(device) or statement.adapter is not device.adapter:
         return False
@@ -46,7 +46,7 @@ def _matches(statement: Device, device: Device) -> bool:
 
 
 def _find(guest: Guest, statement: Device) -> Device:
-    found = [d for d in guest.devices if _matches(statement, d)]
+    found = [d for d in guest.devices if matches(statement, d)]
     if not found:
         raise HpvmError(f"guest {guest.name} has no such device", statement_of(statement))
     if len(found) > 1:

@@ -5,18 +5,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import libvirt
-
 from agent.accel import detect_virt_type
 from agent.backing import backing_size
 from agent.cli.common import EXIT_OK, connect, run, warn
-from agent.connection import libvirt_message
-from agent.errors import HostError
-from agent.hostcheck import check_backing
-from agent.inventory import claims, next_number
+from agent.guests import define_guest
 from translators.allocate import complete
 from translators.errors import HpvmError, Warnings
-from translators.model import Guest
 from translators.options import config_argv, create_parser, guest_from_options
 from translators.render import render_domain, to_string
 from translators.validate import check_guest, check_sizes
@@ -49,30 +43,7 @@ def create(argv: list[str]) -> int:
         return EXIT_OK
     if options.check_only:
         return EXIT_OK
-    conn = connect(options.connect)
-    return define(conn, guest, resolve_virt_type(options.virt_type))
-
-
-def define(conn, guest: Guest, virt_type: str) -> int:
-    """Check the guest against the host and define it in libvirt."""
-    try:
-        conn.lookupByName(guest.name)
-    except libvirt.libvirtError:
-        pass
-    else:
-        raise HpvmError(f"guest '{guest.name}' already exists")
-    host_claims = claims(conn)
-    check_guest(guest, host_claims)
-    guest = complete(guest, host_claims)
-    for dev in guest.storage:
-        check_backing(dev)
-    guest.number = next_number(conn)
-    xml = to_string(render_domain(guest, virt_type))
-    try:
-        dom = conn.defineXML(xml)
-        dom.setAutostart(1 if guest.autoboot else 0)
-    except libvirt.libvirtError as err:
-        raise HostError(libvirt_message(err)) from None
+    define_guest(connect(options.connect), guest, resolve_virt_type(options.virt_type))
     return EXIT_OK
 
 

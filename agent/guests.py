@@ -1,0 +1,69 @@
+"""Guest operations shared by the commands and the agent: define, change devices."""
+
+from __future__ import annotations
+
+import libvirt
+
+from agent.apply import Applier
+from agent.connection import libvirt_message
+from agent.errors import HostError
+from agent.hostcheck import check_backing
+from agent.inventory import claims, config_guest, next_number
+from translators.allocate import complete
+from translators.errors import HpvmError
+from translators.model import Device, Guest, StorageDevice
+from translators.plan import Action, Change, plan_modify
+from translators.render import render_domain, to_string
+from translators.validate import check_guest
+
+
+def define_guest(conn: libvirt.virConnect, guest: Guest, virt_type: str) -> libvirt.virDomain:
+    """Check `guest` against the host (claims, backing stores) and define it in libvirt."""
+    try:
+        conn.lookupByName(guest.name)
+    except libvirt.libvirtError:
+        pass
+    else:
+        raise HpvmError(f"guest '{guest.name}' already exists")
+    host_claims = claims(conn)
+    check_guest(guest, host_claims)
+    guest = complete(guest, host_claims)
+    for dev in guest.storage:
+        check_backing(dev)
+    guest.number = next_number(conn)
+    try:
+        dom = conn.defineXML(to_string(render_domain(guest, virt_type)))
+        dom.setAutostart(1 if guest.autoboot else 0)
+    except libvirt.libvirtError as err:
+        raise HostError(libvirt_message(err)) from None
+    return dom
+
+
+def plan_devices(
+    conn: libvirt.virConnect,
+    dom: libvirt.virDomain,
+    add: list[Device],
+    delete: list[Device],
+    change: list[Device],
+) -> tuple[Guest, Guest, list[Change]]:
+    """(before, after, changes) for a device change, checked against the host."""
+    before = config_guest(dom)
+    after, changes = plan_modify(before, add, delete, change, claims(conn, exclude=before.name))
+    for item in changes:
+        if item.action is not Action.DETACH and isinstance(item.device, StorageDevice):
+            check_backing(item.device)
+    return before, after, changes
+
+
+def change_devices(
+    conn: libvirt.virConnect,
+    dom: libvirt.virDomain,
+    add: list[Device],
+    delete: list[Device],
+    change: list[Device] | None = None,
+) -> list[Change]:
+    """Plan, check and apply a device change (live and persistent where it runs)."""
+    before, after, changes = plan_devices(conn, dom, add, delete, change or [])
+    if changes:
+        Applier(conn, dom).apply(before, changes, after)
+    return changes
