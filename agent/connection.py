@@ -21,6 +21,7 @@ def ensure_event_loop() -> None:
     with _loop_lock:
         if _loop_started:
             return
+        libvirt.registerErrorHandler(_quiet, None)
         libvirt.virEventRegisterDefaultImpl()
 
         def run() -> None:
@@ -38,7 +39,6 @@ def _quiet(_ctx: object, _err: object) -> None:
 def open_connection(uri: str) -> libvirt.virConnect:
     """A read-write connection to `uri` that delivers events."""
     ensure_event_loop()
-    libvirt.registerErrorHandler(_quiet, None)
     try:
         return libvirt.open(uri)
     except libvirt.libvirtError as err:

@@ -42,10 +42,10 @@ download() {
   (cd "$dir" && apt-get download -q "$pkg" >/dev/null) || die "cannot download $pkg"
 }
 
-# unpack PACKAGE: extract it once under $cache/<kind>/root, marked done by
-# $cache/<kind>/PACKAGE.done (the kernel and busybox are unpacked separately).
+# unpack PACKAGE DIR: extract it once under $cache/DIR/root, marked done by
+# $cache/DIR/PACKAGE.done.
 unpack() {
-  local pkg=$1 kind=$2 work=$cache/$2
+  local pkg=$1 work=$cache/$2
   [ -f "$work/$pkg.done" ] && [ -d "$work/root" ] && return 0
   rm -rf "$work"
   mkdir -p "$work"

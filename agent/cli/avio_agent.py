@@ -1,5 +1,65 @@
-"""`avio-agent`: not built yet (see the project's issues)."""
+"""`avio-agent`: forward host storage events to running guests; apply guest config files."""
 
-from agent.cli.common import not_implemented
+from __future__ import annotations
 
-main = not_implemented("avio-agent")
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from agent.cli.common import default_uri
+from agent.daemon.service import Agent, AgentOptions
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="avio-agent", description=__doc__)
+    parser.add_argument("--connect", metavar="URI", help="libvirt URI (default qemu:///system)")
+    parser.add_argument(
+        "--guests-dir",
+        type=Path,
+        default=Path("/etc/avio/guests"),
+        help="guest config files, NAME.conf (default /etc/avio/guests)",
+    )
+    parser.add_argument(
+        "--metrics", metavar="ADDR:PORT", help="serve Prometheus metrics, e.g. 127.0.0.1:9477"
+    )
+    parser.add_argument(
+        "--on-remove",
+        choices=("detach", "keep"),
+        default="detach",
+        help="when a backing device disappears: unplug the disk (default) or keep it",
+    )
+    parser.add_argument(
+        "--debounce",
+        type=float,
+        default=0.005,
+        metavar="SECONDS",
+        help="coalesce events of one device within this window (default 0.005)",
+    )
+    parser.add_argument("--once", action="store_true", help="reconcile once and exit")
+    parser.add_argument(
+        "--no-startup-reconcile",
+        dest="startup_reconcile",
+        action="store_false",
+        help="skip the first reconciliation (testing)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    options = AgentOptions(
+        uri=default_uri(args.connect),
+        guests_dir=args.guests_dir,
+        on_remove=args.on_remove,
+        debounce=args.debounce,
+        metrics=args.metrics,
+        once=args.once,
+        startup_reconcile=args.startup_reconcile,
+    )
+    try:
+        Agent(options).run()
+    except KeyboardInterrupt:
+        pass
