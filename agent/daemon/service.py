@@ -388,11 +388,7 @@ class Agent:
             log.error("config %s: %s", path, err.strerror)
             return
         desired = config.guest
-        waiting = [
-            d
-            for d in desired.storage
-            if d.storage is not StorageType.NULL and not Path(d.location).exists()
-        ]
+        waiting = [d for d in desired.storage if not _present(d)]
         for dev in waiting:
             log.info("config %s: waiting for %s to appear", path, dev.location)
         desired.storage = [d for d in desired.storage if d not in waiting]
@@ -436,6 +432,16 @@ def _live_disk(dom: libvirt.virDomain, target: str) -> etree._Element | None:
         if t is not None and t.get("dev") == target:
             return disk
     return None
+
+
+def _present(device: StorageDevice) -> bool:
+    """Is the backing there (a block device counts once it has a size, e.g. a bound loop)?"""
+    if device.storage is StorageType.NULL:
+        return True
+    number = devnum_of(device.location)
+    if number is not None:
+        return bool(host_size(number))
+    return Path(device.location).exists()
 
 
 def _same_backing(device: Device, waiting: StorageDevice) -> bool:

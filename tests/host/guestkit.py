@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -114,3 +116,99 @@ class Host:
 def digest(path: str) -> str:
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
+
+
+class AgentProcess:
+    """avio-agent run as a process of the test; ready when it says READY=1 (sd_notify)."""
+
+    def __init__(self, guests_dir: Path, log: Path, metrics_port: int) -> None:
+        self.guests_dir = guests_dir
+        self.log = log
+        self.metrics_port = metrics_port
+        self.process: subprocess.Popen | None = None
+
+    def start(self, *extra: str, timeout: float = 30.0) -> None:
+        notify_path = self.log.with_suffix(".notify")
+        notify_path.unlink(missing_ok=True)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(str(notify_path))
+        sock.settimeout(timeout)
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "NOTIFY_SOCKET": str(notify_path)}
+        with open(self.log, "a") as out:
+            self.process = subprocess.Popen(
+                [
+                    str(BIN / "avio-agent"),
+                    "--guests-dir",
+                    str(self.guests_dir),
+                    "--metrics",
+                    f"127.0.0.1:{self.metrics_port}",
+                    *extra,
+                ],
+                stdout=out,
+                stderr=out,
+                env=env,
+            )
+        try:
+            while sock.recv(4096) != b"READY=1":
+                pass
+        finally:
+            sock.close()
+            notify_path.unlink(missing_ok=True)
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def text(self) -> str:
+        return self.log.read_text()
+
+    def metric(self, name: str) -> float:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics") as reply:
+            for line in reply.read().decode().splitlines():
+                if line.startswith(name + " ") or line.startswith(name + "{"):
+                    return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def grow(image: Path, dev: str, size_mb: int) -> None:
+    """Resize a loop device's backing file and tell the kernel (losetup -c: RESIZE=1)."""
+    with open(image, "r+b") as f:
+        f.truncate(size_mb * 1024 * 1024)
+    subprocess.run(["losetup", "-c", dev], check=True)
+
+
+def restart_libvirtd() -> None:
+    """Restart libvirtd the way this host runs it (systemd unit, or a plain daemon)."""
+    if Path("/run/systemd/system").exists():
+        subprocess.run(["systemctl", "restart", "libvirtd"], check=True)
+        return
+    subprocess.run(["pkill", "-x", "libvirtd"], check=False)
+    for _ in range(100):
+        if subprocess.run(["pgrep", "-x", "libvirtd"], capture_output=True).returncode != 0:
+            break
+        time.sleep(0.1)
+    subprocess.run(["libvirtd", "-d"], check=True)
+    for _ in range(100):
+        if (
+            subprocess.run(
+                ["virsh", "-q", "-c", "qemu:///system", "version"], capture_output=True
+            ).returncode
+            == 0
+        ):
+            return
+        time.sleep(0.1)
