@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Install avio-kvm on this host: the commands into /opt/avio-kvm (a venv) with
+# links in /usr/local/bin, the systemd unit, and /etc/avio/guests. Run as root
+# after scripts/setup-host.sh. Enable the agent with:
+#   systemctl enable --now avio-agent
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+prefix=${AVIO_PREFIX:-/opt/avio-kvm}
+
+python3 -m venv "$prefix"
+"$prefix/bin/pip" install -q "$repo"
+install -D -m 0644 "$repo/README.md" "$prefix/share/README.md"
+for command in hpvmcreate hpvmmodify hpvmstatus hpvmstart hpvmstop hpvmremove hpvmnet \
+  hpvmdevmgmt avio-agent; do
+  ln -sf "$prefix/bin/$command" "/usr/local/bin/$command"
+done
+install -D -m 0644 "$repo/systemd/avio-agent.service" /etc/systemd/system/avio-agent.service
+install -d -m 0755 /etc/avio/guests
+if [ -d /run/systemd/system ]; then
+  systemctl daemon-reload
+fi
+echo "installed in $prefix; start the agent with: systemctl enable --now avio-agent"
