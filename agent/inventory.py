@@ -58,7 +58,12 @@ def entries(conn: libvirt.virConnect) -> list[Entry]:
     """Every persistent guest, ordered by VM number then name."""
     found = []
     for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_PERSISTENT):
-        found.append(Entry(dom, config_guest(dom), bool(dom.isActive())))
+        try:
+            found.append(Entry(dom, config_guest(dom), bool(dom.isActive())))
+        except libvirt.libvirtError as err:
+            if err.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                raise  # undefined while we listed: not a guest any more
+
     return sorted(found, key=lambda e: (e.guest.number is None, e.guest.number or 0, e.guest.name))
 
 
