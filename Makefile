@@ -35,6 +35,7 @@ demo: venv
 bench: venv
 	$(BIN)/python bench/translate.py
 	$(BIN)/python bench/hotplug.py
+	$(BIN)/python bench/resize.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -170,7 +170,8 @@ def main() -> None:
         )
         conn.close()
 
-        # 4. idle cost
+        # 4. idle cost, once udevd has delivered the burst's last events
+        time.sleep(2 if quick else 10)
         pid = agent.process.pid
         cpu0, t0 = cpu_seconds(pid), time.monotonic()
         time.sleep(idle)
