@@ -16,6 +16,7 @@ import pytest
 
 from tests.host.conftest import domain_xml, require_host
 from tests.host.guestkit import (
+    BIN,
     AgentProcess,
     ConsoleLog,
     Host,
@@ -147,6 +148,22 @@ def test_agent_killed_resize_while_down_then_started(rig):
     time.sleep(0.5)
     agent.start()
     guest_size_after(rig, mark, 240, timeout=5.0)
+
+
+def test_once_reconciles_and_exits(rig):
+    agent = rig["agent"]
+    agent.stop()
+    mark = resize(rig, 245)
+    result = subprocess.run(
+        [str(BIN / "avio-agent"), "--once", "--guests-dir", str(rig["guests_dir"])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "resize guest=" in result.stderr
+    guest_size_after(rig, mark, 245, timeout=5.0)
+    agent.start()
 
 
 def test_libvirtd_restart_does_not_lose_the_next_resize(rig):
