@@ -11,7 +11,7 @@ from agent.hostcheck import check_backing
 from agent.inventory import claims, config_guest, next_number
 from translators.allocate import complete
 from translators.errors import HpvmError
-from translators.model import Device, Guest, StorageDevice
+from translators.model import Device, Guest, NetworkDevice, StorageDevice
 from translators.plan import Action, Change, plan_modify
 from translators.render import render_domain, to_string
 from translators.validate import check_guest
@@ -66,4 +66,14 @@ def change_devices(
     before, after, changes = plan_devices(conn, dom, add, delete, change or [])
     if changes:
         Applier(conn, dom).apply(before, changes, after)
+        refresh_vlans(conn, dom, changes)
     return changes
+
+
+def refresh_vlans(conn: libvirt.virConnect, dom: libvirt.virDomain, changes: list[Change]) -> None:
+    """A NIC plugged or moved on a running guest: its vswitch port's VLAN."""
+    from agent import vswitches
+
+    nics = [c.device for c in changes if isinstance(c.device, NetworkDevice)]
+    if nics and dom.isActive():
+        vswitches.apply_guest(conn, nics)

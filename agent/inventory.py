@@ -79,7 +79,9 @@ def host_macs() -> dict[str, str]:
 
 def claims(conn: libvirt.virConnect, exclude: str | None = None) -> HostClaims:
     """MACs, backing stores and vswitch ports used by other guests and the host."""
-    result = HostClaims(macs=host_macs(), key=backing_key)
+    from agent.vswitches import local_vswitches
+
+    result = HostClaims(macs=host_macs(), key=backing_key, local_vswitches=local_vswitches(conn))
     for entry in entries(conn):
         guest = entry.guest
         if guest.name == exclude:

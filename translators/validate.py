@@ -45,6 +45,7 @@ class HostClaims:
     #: Maps a backing path to the identity `backings` is keyed by (the host
     #: layer passes one that makes /dev/disk/by-id/... and /dev/sdb equal).
     key: Callable[[str], str] = field(default=os.path.normpath)
+    local_vswitches: set[str] = field(default_factory=set)  # no uplink: VIO lan only
 
 
 def check_device(device: Device) -> None:
@@ -125,8 +126,15 @@ def check_guest(guest: Guest, claims: HostClaims | None = None) -> None:
         check_device(device)
     _check_counts(guest)
     _check_addresses(guest)
-    _check_backings(guest, claims or HostClaims())
-    _check_macs(guest, claims or HostClaims())
+    claims = claims or HostClaims()
+    _check_backings(guest, claims)
+    _check_macs(guest, claims)
+    for nic in guest.networks:
+        if nic.adapter is Adapter.AVIO_LAN and nic.vswitch in claims.local_vswitches:
+            raise HpvmError(
+                f"vswitch {nic.vswitch} has no uplink (like localnet): avio_lan needs one",
+                statement_of(nic),
+            )
 
 
 def _check_counts(guest: Guest) -> None:

@@ -6,7 +6,7 @@ import sys
 
 from agent.apply import Applier
 from agent.cli.common import EXIT_OK, connect, run, warn
-from agent.guests import plan_devices
+from agent.guests import plan_devices, refresh_vlans
 from agent.inventory import lookup
 from agent.settings import GuestSettings, apply_settings
 from translators.errors import Warnings
@@ -31,6 +31,7 @@ def modify(argv: list[str]) -> int:
         return EXIT_OK
     if changes:
         Applier(conn, dom).apply(before, changes, after)
+        refresh_vlans(conn, dom, changes)
     settings = GuestSettings(
         vcpus=options.vcpus,
         memory_mb=options.memory,

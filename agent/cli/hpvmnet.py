@@ -1,5 +1,135 @@
-"""`hpvmnet`: not built yet (see the project's issues)."""
+"""`hpvmnet`: vswitches (Linux bridges) with an optional host uplink and per-port VLANs."""
 
-from agent.cli.common import not_implemented
+from __future__ import annotations
 
-main = not_implemented("hpvmnet")
+import argparse
+import sys
+
+from agent import netlink, vswitches
+from agent.cli.common import EXIT_OK, connect, run, warn
+from agent.errors import HostError
+from translators.errors import HpvmError
+from translators.options import _Parser
+from translators.vswitch import VSwitch, check_name, format_ports, format_switches, parse_port_vlan
+
+PROG = "hpvmnet"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, add_help=False, description="Manage vswitches.")
+    p.add_argument("--help", action="help", help="show this help")
+    p.add_argument("-S", dest="name", help="the vswitch")
+    action = p.add_mutually_exclusive_group()
+    action.add_argument("-c", dest="create", action="store_true", help="create")
+    action.add_argument("-b", dest="boot", action="store_true", help="start (boot)")
+    action.add_argument("-h", dest="halt", action="store_true", help="halt")
+    action.add_argument("-d", dest="delete", action="store_true", help="delete")
+    action.add_argument(
+        "-u", dest="port_vlan", metavar="portid:N:vlanid:M", help="set a port's VLAN (M, or none)"
+    )
+    p.add_argument(
+        "-n",
+        dest="uplink",
+        metavar="IFACE",
+        help="with -c: the host interface to use as uplink (HPVM's PPA)",
+    )
+    p.add_argument(
+        "-F", dest="force", action="store_true", help="halt/delete even while running guests use it"
+    )
+    p.add_argument("--connect", metavar="URI", help="libvirt URI (default qemu:///system)")
+    return p
+
+
+def _check_uplink(name: str, uplink: str) -> None:
+    if uplink == name:
+        raise HpvmError(f"uplink {uplink} cannot be the vswitch itself")
+    if not netlink.exists(uplink):
+        raise HpvmError(f"uplink {uplink} is not a host interface")
+    if netlink.is_bridge(uplink):
+        raise HpvmError(f"uplink {uplink} is a bridge (vswitches do not nest)")
+    master = netlink.master_of(uplink)
+    if master is not None:
+        raise HpvmError(f"uplink {uplink} is already a port of {master}")
+
+
+def create(conn, name: str, uplink: str | None) -> None:
+    check_name(name)
+    existing = vswitches.all_vswitches(conn)
+    if any(v.name == name for v in existing):
+        raise HpvmError(f"vswitch '{name}' already exists")
+    if netlink.exists(name) and not netlink.is_bridge(name):
+        raise HpvmError(f"'{name}' is a host interface that is not a bridge")
+    if uplink:
+        _check_uplink(name, uplink)
+    used = {v.number for v in existing}
+    number = next(n for n in range(1, len(used) + 2) if n not in used)
+    vswitches.save(conn, VSwitch(name, number, uplink))
+
+
+def _refuse_if_busy(conn, name: str, force: bool, doing: str) -> None:
+    guests = vswitches.busy(conn, name)
+    if guests and not force:
+        raise HpvmError(
+            f"vswitch '{name}' is used by running guests {', '.join(guests)}; {doing} it with -F"
+        )
+
+
+def net(argv: list[str]) -> int:
+    options = parser().parse_args(argv)
+    if options.uplink and not options.create:
+        raise HpvmError("-n goes with -c")
+    if not options.name:
+        if options.create or options.boot or options.halt or options.delete or options.port_vlan:
+            raise HpvmError("-S NAME is needed")
+        conn = connect(options.connect)
+        rows = [vswitches.switch_row(v) for v in vswitches.all_vswitches(conn)]
+        sys.stdout.write(format_switches(rows))
+        return EXIT_OK
+    port_vlan = parse_port_vlan(options.port_vlan) if options.port_vlan else None
+    conn = connect(options.connect)
+    if options.create:
+        create(conn, options.name, options.uplink)
+        return EXIT_OK
+    v = vswitches.get(conn, options.name)
+    if options.boot:
+        vswitches.start(conn, v)
+        v.up = True
+        vswitches.save(conn, v)
+    elif options.halt:
+        _refuse_if_busy(conn, v.name, options.force, "halt")
+        netlink.set_down(v.name)
+        v.up = False
+        vswitches.save(conn, v)
+    elif options.delete:
+        _refuse_if_busy(conn, v.name, options.force, "delete")
+        if v.uplink:
+            netlink.release(v.uplink)
+        netlink.delete(v.name)
+        vswitches.undefine(conn, v.name)
+    elif port_vlan is not None:
+        port, vlan = port_vlan
+        if vlan is not None and not netlink.vlan_filtering_supported():
+            raise HostError(
+                "this host's kernel has no bridge VLAN filtering "
+                "(CONFIG_BRIDGE_VLAN_FILTERING): port VLANs cannot be applied"
+            )
+        if vlan is None:
+            v.vlans.pop(port, None)
+        else:
+            v.vlans[port] = vlan
+        vswitches.save(conn, v)
+        vswitches.apply_vlans(conn, v)
+    else:
+        sys.stdout.write(format_switches([vswitches.switch_row(v)]))
+        sys.stdout.write("\n")
+        sys.stdout.write(format_ports(vswitches.port_rows(conn, v)))
+    if options.boot and not netlink.vlan_filtering_supported() and v.vlans:
+        warn(PROG, ["this kernel has no bridge VLAN filtering: port VLANs are not applied"])
+    return EXIT_OK
+
+
+COMMAND = net
+
+
+def main() -> None:
+    sys.exit(run(PROG, COMMAND))

@@ -6,10 +6,11 @@ import sys
 
 import libvirt
 
+from agent import vswitches
 from agent.cli.common import EXIT_OK, connect, run, simple_parser
 from agent.connection import libvirt_message
 from agent.errors import HostError
-from agent.inventory import lookup
+from agent.inventory import config_guest, lookup
 
 PROG = "hpvmstart"
 
@@ -20,10 +21,13 @@ def start(argv: list[str]) -> int:
     dom = lookup(conn, options.name)
     if dom.isActive():
         raise HostError(f"guest '{options.name}' is already running")
+    nics = config_guest(dom).networks
+    vswitches.prepare_guest(conn, nics)
     try:
         dom.create()
     except libvirt.libvirtError as err:
         raise HostError(libvirt_message(err)) from None
+    vswitches.apply_guest(conn, nics)
     print(f"{PROG}: Successful start initiation of guest '{options.name}'")
     return EXIT_OK
 

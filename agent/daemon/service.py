@@ -18,6 +18,7 @@ from pathlib import Path
 import libvirt
 from lxml import etree
 
+from agent import vswitches
 from agent.accel import detect_virt_type
 from agent.connection import ensure_event_loop, libvirt_message
 from agent.daemon import metrics
@@ -28,7 +29,7 @@ from agent.daemon.sizes import Verdict, decide, host_size
 from agent.daemon.sources import BlockEvent, ConfigEvent, start_config_source, start_udev_source
 from agent.errors import HostError
 from agent.guests import change_devices, define_guest
-from agent.inventory import config_guest
+from agent.inventory import config_guest, live_guest
 from agent.removal import RemovalWatch
 from agent.settings import GuestSettings, apply_settings
 from translators.errors import HpvmError
@@ -352,13 +353,14 @@ class Agent:
     # ---- guests ----------------------------------------------------------------------
 
     def reconcile_domain(self, name: str) -> None:
-        """A guest (re)started: give each disk its backing device's current size."""
+        """A guest (re)started: each disk gets its device's size, each NIC its port's VLAN."""
         try:
             dom = self.conn.lookupByName(name)
         except libvirt.libvirtError:
             return
         if not dom.isActive():
             return
+        vswitches.apply_guest(self.conn, live_guest(dom).networks)
         self._replug_missing(dom)
         for target, source in block_disks(dom.XMLDesc(0)):
             number = devnum_of(source)
@@ -369,6 +371,9 @@ class Agent:
     def reconcile(self) -> None:
         """Level-triggered safety net: apply every config file, fix every disk's size."""
         start = time.monotonic()
+        for v in vswitches.all_vswitches(self.conn):
+            if v.up:  # restores the bridges after a host reboot
+                self._guarded(vswitches.start, self.conn, v)
         for path in sorted(self.options.guests_dir.glob("*.conf")):
             self._guarded(self.handle_config, path, False)
         for dom in self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import socket
@@ -212,3 +213,30 @@ def restart_libvirtd() -> None:
         ):
             return
         time.sleep(0.1)
+
+
+LOOP_CTL_ADD = 0x4C80
+
+
+def new_loop_node() -> str:
+    """A fresh, unbound /dev/loopN that `losetup -f` (other users) will not hand out first."""
+    import fcntl
+    import random
+
+    fd = os.open("/dev/loop-control", os.O_RDWR)
+    try:
+        for _ in range(100):
+            number = random.randint(300, 999)
+            if not Path(f"/sys/block/loop{number}").exists():
+                try:
+                    fcntl.ioctl(fd, LOOP_CTL_ADD, number)
+                except OSError:
+                    continue
+                for _ in range(50):  # udev makes the node
+                    if Path(f"/dev/loop{number}").exists():
+                        break
+                    time.sleep(0.02)
+                return f"/dev/loop{number}"
+    finally:
+        os.close(fd)
+    raise RuntimeError("no free loop device number")

@@ -24,6 +24,7 @@ from tests.host.guestkit import (
     free_port,
     grow,
     hpvm,
+    new_loop_node,
     restart_libvirtd,
 )
 
@@ -205,9 +206,7 @@ def test_a_device_a_config_names_is_plugged_when_it_appears(rig):
     image.write_bytes(b"")
     with open(image, "r+b") as f:
         f.truncate(24 * 1024 * 1024)
-    dev = subprocess.run(
-        ["losetup", "-f"], check=True, capture_output=True, text=True
-    ).stdout.strip()
+    dev = new_loop_node()
     config = rig["guests_dir"] / f"{name}.conf"
     config.write_text(
         hpvm("hpvmstatus", "-P", name, "-d").stdout + f"disk:avio_stor:0,0,7:disk:{dev}\n"

@@ -1,0 +1,203 @@
+"""Linux bridges, uplinks and bridge VLANs through netlink (pyroute2); never `ip`/`brctl`."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from agent.errors import HostError
+from translators.vswitch import UNTAGGED_VLAN
+
+BRIDGE_VLAN_INFO_PVID = 0x2
+BRIDGE_VLAN_INFO_UNTAGGED = 0x4
+
+
+@contextlib.contextmanager
+def _ipr() -> Iterator[IPRoute]:
+    ipr = IPRoute()
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+def _index(ipr: IPRoute, name: str) -> int | None:
+    found = ipr.link_lookup(ifname=name)
+    return found[0] if found else None
+
+
+def exists(name: str) -> bool:
+    with _ipr() as ipr:
+        return _index(ipr, name) is not None
+
+
+def is_up(name: str) -> bool:
+    """Is the interface administratively up?"""
+    with _ipr() as ipr:
+        index = _index(ipr, name)
+        return index is not None and bool(ipr.link("get", index=index)[0]["flags"] & 1)
+
+
+@functools.cache
+def vlan_filtering_supported() -> bool:
+    """Can this kernel filter VLANs on a bridge (CONFIG_BRIDGE_VLAN_FILTERING)?"""
+    name = f"avprobe{uuid.uuid4().hex[:6]}"
+    with _ipr() as ipr:
+        try:
+            ipr.link("add", ifname=name, kind="bridge", br_vlan_filtering=1)
+        except NetlinkError:
+            return False
+        index = _index(ipr, name)
+        if index is not None:
+            ipr.link("del", index=index)
+    return True
+
+
+def _no_ipv6(name: str) -> None:
+    """The host takes no address (not even IPv6 link-local) on a vswitch bridge."""
+    knob = Path(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6")
+    if knob.exists():
+        knob.write_text("1")
+
+
+def ensure_bridge(name: str) -> None:
+    """Create the bridge (VLAN filtering on where the kernel has it) and bring it up."""
+    with _ipr() as ipr:
+        index = _index(ipr, name)
+        try:
+            if index is None:
+                options = {"br_vlan_filtering": 1} if vlan_filtering_supported() else {}
+                ipr.link("add", ifname=name, kind="bridge", **options)
+                index = _index(ipr, name)
+                _no_ipv6(name)
+            ipr.link("set", index=index, state="up")
+        except NetlinkError as err:
+            raise HostError(f"cannot create bridge {name}: {err.args[1]}") from None
+
+
+def set_down(name: str) -> None:
+    with _ipr() as ipr:
+        index = _index(ipr, name)
+        if index is not None:
+            ipr.link("set", index=index, state="down")
+
+
+def delete(name: str) -> None:
+    with _ipr() as ipr:
+        index = _index(ipr, name)
+        if index is not None:
+            ipr.link("del", index=index)
+
+
+def master_of(name: str) -> str | None:
+    """The bridge an interface is a port of, if any."""
+    with _ipr() as ipr:
+        index = _index(ipr, name)
+        if index is None:
+            return None
+        master = ipr.link("get", index=index)[0].get("IFLA_MASTER")
+        if not master:
+            return None
+        return ipr.link("get", index=master)[0].get("IFLA_IFNAME")
+
+
+def is_bridge(name: str) -> bool:
+    return Path(f"/sys/class/net/{name}/bridge").exists()
+
+
+def enslave(uplink: str, bridge: str) -> None:
+    """Make the host interface `uplink` a port of `bridge`, and bring it up."""
+    with _ipr() as ipr:
+        port, master = _index(ipr, uplink), _index(ipr, bridge)
+        if port is None:
+            raise HostError(f"uplink {uplink} does not exist")
+        try:
+            ipr.link("set", index=port, master=master)
+            ipr.link("set", index=port, state="up")
+        except NetlinkError as err:
+            raise HostError(f"cannot add {uplink} to {bridge}: {err.args[1]}") from None
+
+
+def release(uplink: str) -> None:
+    with _ipr() as ipr:
+        port = _index(ipr, uplink)
+        if port is not None:
+            ipr.link("set", index=port, master=0)
+
+
+def mac_of(name: str) -> str | None:
+    with _ipr() as ipr:
+        index = _index(ipr, name)
+        return ipr.link("get", index=index)[0].get("IFLA_ADDRESS") if index else None
+
+
+def ipv4_of(name: str) -> str | None:
+    with _ipr() as ipr:
+        index = _index(ipr, name)
+        if index is None:
+            return None
+        for addr in ipr.get_addr(index=index, family=2):
+            return addr.get("IFA_ADDRESS")
+    return None
+
+
+def port_vlans(name: str) -> dict[int, int]:
+    """VLAN id -> flags of a bridge port."""
+    with _ipr() as ipr:
+        index = _index(ipr, name)
+        found: dict[int, int] = {}
+        for msg in ipr.get_vlans():
+            if msg.get("index") != index and msg.get("IFLA_IFNAME") != name:
+                continue
+            spec = msg.get("IFLA_AF_SPEC")
+            for info in spec.get_attrs("IFLA_BRIDGE_VLAN_INFO") if spec else []:
+                found[info["vid"]] = info["flags"]
+        return found
+
+
+def set_access_vlan(port: str, vlan: int | None) -> None:
+    """A guest port: member of exactly one VLAN, untagged, as its PVID (Proxmox's rule).
+
+    `None` (HPVM's "none") puts the port on the bridge's untagged VLAN.
+    """
+    wanted = UNTAGGED_VLAN if vlan is None else vlan
+    with _ipr() as ipr:
+        index = _index(ipr, port)
+        if index is None:
+            return
+        for vid in port_vlans(port):
+            if vid != wanted:
+                ipr.vlan_filter("del", index=index, vlan_info={"vid": vid})
+        ipr.vlan_filter(
+            "add",
+            index=index,
+            vlan_info={"vid": wanted, "flags": BRIDGE_VLAN_INFO_PVID | BRIDGE_VLAN_INFO_UNTAGGED},
+        )
+
+
+def set_trunk_vlans(uplink: str, vlans: set[int]) -> None:
+    """The uplink: untagged VLAN as native, every guest VLAN tagged."""
+    with _ipr() as ipr:
+        index = _index(ipr, uplink)
+        if index is None:
+            return
+        current = port_vlans(uplink)
+        for vid in current:
+            if vid != UNTAGGED_VLAN and vid not in vlans:
+                ipr.vlan_filter("del", index=index, vlan_info={"vid": vid})
+        ipr.vlan_filter(
+            "add",
+            index=index,
+            vlan_info={
+                "vid": UNTAGGED_VLAN,
+                "flags": BRIDGE_VLAN_INFO_PVID | BRIDGE_VLAN_INFO_UNTAGGED,
+            },
+        )
+        for vid in sorted(vlans - set(current)):
+            ipr.vlan_filter("add", index=index, vlan_info={"vid": vid})

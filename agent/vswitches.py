@@ -1,0 +1,166 @@
+"""vswitches on the host: definitions kept as libvirt networks, bridges made with netlink."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import libvirt
+from lxml import etree
+
+from agent import netlink
+from agent.connection import libvirt_message
+from agent.errors import HostError
+from agent.inventory import entries, live_guest
+from translators.errors import HpvmError
+from translators.model import NetworkDevice
+from translators.vswitch import PortRow, SwitchRow, VSwitch, read_network, render_network
+
+
+def all_vswitches(conn: libvirt.virConnect) -> list[VSwitch]:
+    found = []
+    for net in conn.listAllNetworks():
+        v = read_network(net.XMLDesc(0))
+        if v is not None:
+            found.append(v)
+    return sorted(found, key=lambda v: v.number)
+
+
+def get(conn: libvirt.virConnect, name: str) -> VSwitch:
+    for v in all_vswitches(conn):
+        if v.name == name:
+            return v
+    raise HpvmError(f"no vswitch named '{name}'")
+
+
+def find(conn: libvirt.virConnect, name: str) -> VSwitch | None:
+    return next((v for v in all_vswitches(conn) if v.name == name), None)
+
+
+def save(conn: libvirt.virConnect, v: VSwitch) -> None:
+    """Write the definition (a persistent libvirt network in bridge mode)."""
+    xml = render_network(v)
+    try:
+        uuid = conn.networkLookupByName(v.name).UUIDString()
+    except libvirt.libvirtError:
+        uuid = None
+    if uuid:  # redefining a network keeps its UUID
+        root = etree.fromstring(xml.encode())
+        root.find("name").addnext(etree.Element("uuid"))
+        root.find("uuid").text = uuid
+        xml = etree.tostring(root, encoding="unicode")
+    try:
+        conn.networkDefineXML(xml)
+    except libvirt.libvirtError as err:
+        raise HostError(libvirt_message(err)) from None
+
+
+def undefine(conn: libvirt.virConnect, name: str) -> None:
+    conn.networkLookupByName(name).undefine()
+
+
+def local_vswitches(conn: libvirt.virConnect) -> set[str]:
+    """vswitches with no uplink (like HPVM's localnet): VIO lan only."""
+    return {v.name for v in all_vswitches(conn) if not v.uplink}
+
+
+@dataclass
+class Port:
+    """A guest NIC on a vswitch."""
+
+    guest: str
+    running: bool
+    nic: NetworkDevice
+    tap: str | None  # the host side of a running guest's NIC
+
+
+def _taps(xml: str) -> dict[str, str]:
+    """MAC -> tap device of a running domain's interfaces."""
+    root = etree.fromstring(xml.encode())
+    found = {}
+    for iface in root.iterfind("devices/interface"):
+        mac, target = iface.find("mac"), iface.find("target")
+        if mac is not None and target is not None:
+            found[mac.get("address").lower()] = target.get("dev")
+    return found
+
+
+def ports(conn: libvirt.virConnect, name: str) -> list[Port]:
+    """Every guest NIC on vswitch `name`, running or not."""
+    found = []
+    for entry in entries(conn):
+        guest = live_guest(entry.dom) if entry.active else entry.guest
+        taps = _taps(entry.dom.XMLDesc(0)) if entry.active else {}
+        for nic in guest.networks:
+            if nic.vswitch == name:
+                found.append(Port(guest.name, entry.active, nic, taps.get(nic.mac or "")))
+    return found
+
+
+def busy(conn: libvirt.virConnect, name: str) -> list[str]:
+    return sorted({p.guest for p in ports(conn, name) if p.running})
+
+
+def start(conn: libvirt.virConnect, v: VSwitch) -> None:
+    """Bridge up, uplink in, VLANs applied."""
+    netlink.ensure_bridge(v.name)
+    if v.uplink:
+        netlink.enslave(v.uplink, v.name)
+    apply_vlans(conn, v)
+
+
+def apply_vlans(conn: libvirt.virConnect, v: VSwitch) -> None:
+    """Each running guest's tap on its port's VLAN; the uplink trunks them all."""
+    if not netlink.vlan_filtering_supported() or not netlink.exists(v.name):
+        return
+    for port in ports(conn, v.name):
+        if port.tap and port.nic.portid is not None:
+            netlink.set_access_vlan(port.tap, v.vlans.get(port.nic.portid))
+    if v.uplink:
+        netlink.set_trunk_vlans(v.uplink, set(v.vlans.values()))
+
+
+def prepare_guest(conn: libvirt.virConnect, nics: list[NetworkDevice]) -> None:
+    """Before a guest starts: every vswitch it uses that we manage has its bridge up."""
+    for name in {nic.vswitch for nic in nics}:
+        v = find(conn, name)
+        if v is not None and not netlink.exists(v.name):
+            start(conn, v)
+
+
+def apply_guest(conn: libvirt.virConnect, nics: list[NetworkDevice]) -> None:
+    """After a guest starts or gets a NIC: its ports' VLANs."""
+    for name in {nic.vswitch for nic in nics}:
+        v = find(conn, name)
+        if v is not None:
+            apply_vlans(conn, v)
+
+
+def switch_row(v: VSwitch) -> SwitchRow:
+    state = "Up" if netlink.is_up(v.name) else "Down"
+    mac = netlink.mac_of(v.uplink) if v.uplink else None
+    ip = netlink.ipv4_of(v.uplink) if v.uplink else None
+    return SwitchRow(v, state, mac, ip)
+
+
+def port_rows(conn: libvirt.virConnect, v: VSwitch) -> list[PortRow]:
+    by_port: dict[int, list[Port]] = {}
+    for port in ports(conn, v.name):
+        if port.nic.portid is not None:
+            by_port.setdefault(port.nic.portid, []).append(port)
+    rows = []
+    for number in sorted(set(by_port) | set(v.vlans)):
+        users = by_port.get(number, [])
+        running = [p for p in users if p.running]
+        state = "Active" if running else "Reserved" if users else "Inactive"
+        adaptor = str(users[0].nic.adapter) if users else ""
+        rows.append(
+            PortRow(
+                number,
+                state,
+                adaptor,
+                v.vlans.get(number),
+                len(users),
+                running[0].guest if running else "",
+            )
+        )
+    return rows
