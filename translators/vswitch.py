@@ -42,7 +42,7 @@ def parse_port_vlan(text: str) -> tuple[int, int | None]:
         return int(parts[1]), None
     if not parts[3].isdigit() or int(parts[3]) not in limits.VLAN_IDS:
         raise HpvmError(
-            f"VLAN id must be {limits.VLAN_IDS.start}-{limits.VLAN_IDS.stop - 1} or none", text
+            f"VLAN id must be {UNTAGGED_VLAN + 1}-{limits.VLAN_IDS.stop - 1} or none", text
         )
     if int(parts[3]) == UNTAGGED_VLAN:
         raise HpvmError("VLAN 1 carries the vswitch's untagged ports: use vlanid:none", text)
