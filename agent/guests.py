@@ -5,6 +5,7 @@ from __future__ import annotations
 import libvirt
 
 from agent.apply import Applier
+from agent.backing import backing_size
 from agent.connection import libvirt_message
 from agent.errors import HostError
 from agent.hostcheck import check_backing
@@ -14,7 +15,7 @@ from translators.errors import HpvmError
 from translators.model import Device, Guest, NetworkDevice, StorageDevice
 from translators.plan import Action, Change, plan_modify
 from translators.render import render_domain, to_string
-from translators.validate import check_guest
+from translators.validate import check_guest, check_sizes
 
 
 def define_guest(conn: libvirt.virConnect, guest: Guest, virt_type: str) -> libvirt.virDomain:
@@ -30,6 +31,7 @@ def define_guest(conn: libvirt.virConnect, guest: Guest, virt_type: str) -> libv
     guest = complete(guest, host_claims)
     for dev in guest.storage:
         check_backing(dev)
+    check_sizes(guest, backing_size)
     guest.number = next_number(conn)
     try:
         dom = conn.defineXML(to_string(render_domain(guest, virt_type)))

@@ -88,6 +88,12 @@ def valid_guests(draw) -> Guest:
         )
         for _ in range(draw(st.integers(0, 4)))
     ]
+    used: set[tuple[str, int]] = set()
+    for nic in networks:  # a port belongs to one NIC
+        if nic.portid is not None and (nic.vswitch, nic.portid) in used:
+            nic.portid = None
+        elif nic.portid is not None:
+            used.add((nic.vswitch, nic.portid))
     guest = Guest(
         name=draw(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,20}", fullmatch=True)),
         os_type=draw(st.sampled_from(["hpux", "linux", "windows", "unknown"])),

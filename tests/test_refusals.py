@@ -205,3 +205,14 @@ def test_128_avio_devices_are_fine(cli):
     result = cli(hpvmcreate, ["-P", "g", *argv, "--print-xml"])
     assert result.code == 0, result.err
     assert result.out.count("<disk ") == 127
+
+
+def test_port_used_twice_in_a_guest(cli):
+    argv = [
+        "-a",
+        "network:avio_lan::vswitch:sw1:portid:4",
+        "-a",
+        "network:lan::vswitch:sw1:portid:4",
+    ]
+    result = cli(hpvmcreate, ["-P", "g", *argv, "-s"])
+    assert result.code == 2 and "port 4 of vswitch sw1 is already used" in result.err

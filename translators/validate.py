@@ -129,6 +129,7 @@ def check_guest(guest: Guest, claims: HostClaims | None = None) -> None:
     claims = claims or HostClaims()
     _check_backings(guest, claims)
     _check_macs(guest, claims)
+    _check_ports(guest, claims)
     for nic in guest.networks:
         if nic.adapter is Adapter.AVIO_LAN and nic.vswitch in claims.local_vswitches:
             raise HpvmError(
@@ -222,6 +223,28 @@ def _check_macs(guest: Guest, claims: HostClaims) -> None:
         if owner is not None and owner != f"guest {guest.name}":
             raise HpvmError(
                 f"MAC {dashed_mac(dev.mac)} is already used by {owner}", statement_of(dev)
+            )
+
+
+def _check_ports(guest: Guest, claims: HostClaims) -> None:
+    """A vswitch port belongs to one NIC of one guest."""
+    seen: dict[tuple[str, int], NetworkDevice] = {}
+    for nic in guest.networks:
+        if nic.portid is None:
+            continue
+        key = (nic.vswitch, nic.portid)
+        if key in seen:
+            raise HpvmError(
+                f"port {nic.portid} of vswitch {nic.vswitch} is already used by "
+                f"'{statement_of(seen[key])}'",
+                statement_of(nic),
+            )
+        seen[key] = nic
+        owner = claims.ports.get(nic.vswitch, {}).get(nic.portid)
+        if owner is not None and owner != guest.name:
+            raise HpvmError(
+                f"port {nic.portid} of vswitch {nic.vswitch} belongs to guest '{owner}'",
+                statement_of(nic),
             )
 
 

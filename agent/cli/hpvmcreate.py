@@ -36,13 +36,15 @@ def create(argv: list[str]) -> int:
     guest = guest_from_options(options, warnings)
     warn(PROG, warnings)
     check_guest(guest)
-    guest = complete(guest)
     check_sizes(guest, backing_size)
-    if options.print_xml:
-        sys.stdout.write(to_string(render_domain(guest, resolve_virt_type(options.virt_type))))
+    if options.print_xml or options.check_only:
+        # no hypervisor needed: addresses allocated within the guest alone
+        guest = complete(guest)
+        if options.print_xml:
+            xml = to_string(render_domain(guest, resolve_virt_type(options.virt_type)))
+            sys.stdout.write(xml)
         return EXIT_OK
-    if options.check_only:
-        return EXIT_OK
+    # on the host, omitted MACs and ports are allocated against the other guests
     define_guest(connect(options.connect), guest, resolve_virt_type(options.virt_type))
     return EXIT_OK
 
