@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from agent.cli import hpvmcreate, hpvmmodify, hpvmremove, hpvmstart
@@ -142,3 +144,17 @@ def test_modify_of_a_stopped_guest_changes_its_config(cli, defined_guest, loopde
     result = cli(hpvmmodify, ["-P", name, "-d", f"disk:avio_stor::disk:{spare}"])
     assert result.code == 0, result.err
     assert spare not in domain_xml(name)
+
+
+def test_mac_of_a_host_interface_is_refused(cli, guest_name):
+    link = f"avtmac{guest_name()[-5:]}"
+    sh("ip", "link", "add", link, "type", "veth", "peer", "name", link + "p")
+    try:
+        mac = Path(f"/sys/class/net/{link}/address").read_text().strip()
+        statement = f"network:lan:,,{mac.replace(':', '-')}:vswitch:sw1"
+        result = cli(hpvmcreate, ["-P", guest_name(), "-a", statement])
+        if int(mac[:2], 16) & 0x02 == 0:
+            pytest.skip("the veth got a universally administered MAC")
+        assert result.code == 2 and f"host interface {link}" in result.err
+    finally:
+        sh("ip", "link", "del", link)
