@@ -149,6 +149,7 @@ def test_modify_of_a_stopped_guest_changes_its_config(cli, defined_guest, loopde
 def test_mac_of_a_host_interface_is_refused(cli, guest_name):
     link = f"avtmac{guest_name()[-5:]}"
     sh("ip", "link", "add", link, "type", "veth", "peer", "name", link + "p")
+    sh("udevadm", "settle")  # udev may give a new veth another MAC
     try:
         mac = Path(f"/sys/class/net/{link}/address").read_text().strip()
         statement = f"network:lan:,,{mac.replace(':', '-')}:vswitch:sw1"
