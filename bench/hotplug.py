@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.host.guestkit import ConsoleLog, Host, build_tiny_guest, hpvm
+from tests.host.guestkit import ConsoleLog, Host, hpvm
 
 
 def wait_guest(log: ConsoleLog, pattern: str, since: int) -> float:
@@ -46,30 +46,8 @@ def main() -> None:
     rounds = parser.parse_args().rounds
     host = Host()
     try:
-        kernel, initrd = build_tiny_guest()
-        name, boot, spare = host.guest_name(), host.loop(), host.loop()
-        hpvm(
-            "hpvmcreate",
-            "-P",
-            name,
-            "-O",
-            "linux",
-            "-r",
-            "256M",
-            "-B",
-            "manual",
-            "-a",
-            f"disk:avio_stor:0,0,0:disk:{boot}",
-            "--kernel",
-            str(kernel),
-            "--initrd",
-            str(initrd),
-            "--cmdline",
-            "console=ttyS0 quiet",
-        )
-        log = ConsoleLog(f"/var/log/libvirt/qemu/{name}-console.log")
-        hpvm("hpvmstart", "-P", name)
-        log.wait_for(r"^AVIO ready", timeout=90)
+        boot, spare = host.loop(), host.loop()
+        name, log = host.boot_guest(f"disk:avio_stor:0,0,0:disk:{boot}")
         ours, theirs, seen, uevent = [], [], [], []
         for _ in range(rounds):
             mark = log.mark()

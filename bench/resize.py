@@ -27,11 +27,8 @@ import libvirt
 
 from tests.host.guestkit import (
     AgentProcess,
-    ConsoleLog,
     Host,
-    build_tiny_guest,
     free_port,
-    hpvm,
 )
 
 LOOP_SET_CAPACITY = 0x4C07
@@ -84,32 +81,11 @@ def main() -> None:
     host = Host()
     agent = None
     try:
-        kernel, initrd = build_tiny_guest()
-        name = host.guest_name()
         devs = [host.loop(64) for _ in range(21)]
         images = [host.tmp / f"disk{i}.img" for i in range(21)]
-        argv = [
-            "-P",
-            name,
-            "-O",
-            "linux",
-            "-r",
-            "256M",
-            "-B",
-            "manual",
-            "--kernel",
-            str(kernel),
-            "--initrd",
-            str(initrd),
-            "--cmdline",
-            "console=ttyS0 quiet",
-        ]
-        for i, dev in enumerate(devs):
-            argv += ["-a", f"disk:avio_stor:0,0,{i}:disk:{dev}"]
-        hpvm("hpvmcreate", *argv)
-        log = ConsoleLog(f"/var/log/libvirt/qemu/{name}-console.log")
-        hpvm("hpvmstart", "-P", name)
-        log.wait_for(r"^AVIO ready", timeout=120)
+        name, log = host.boot_guest(
+            *(f"disk:avio_stor:0,0,{i}:disk:{dev}" for i, dev in enumerate(devs))
+        )
         guests = host.tmp / "guests"
         guests.mkdir()
         agent = AgentProcess(guests, host.tmp / "agent.log", free_port())

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import stat
 from dataclasses import dataclass
 
 import libvirt
 from lxml import etree
+
+from agent.hostcheck import device_number as devnum_of
 
 
 @dataclass(frozen=True)
@@ -17,15 +17,6 @@ class DiskRef:
     guest: str
     target: str  # libvirt target dev, e.g. "sdd"
     source: str  # the path as the domain names it
-
-
-def devnum_of(path: str) -> int | None:
-    """The device number of a block device path (symlinks followed), else None."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_rdev if stat.S_ISBLK(st.st_mode) else None
 
 
 def block_disks(xml: str) -> list[tuple[str, str]]:

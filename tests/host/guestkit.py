@@ -97,6 +97,30 @@ class Host:
         self.bridges.append(name)
         return name
 
+    def boot_guest(
+        self, *statements: str, memory: str = "256M", cmdline: str = "", name: str | None = None
+    ) -> tuple[str, ConsoleLog]:
+        """Create and start a tiny guest with these resource statements; wait for its report."""
+        kernel, initrd = build_tiny_guest()
+        name = name or self.guest_name()
+        argv = ["-P", name, "-O", "linux", "-r", memory, "-B", "manual"]
+        for statement in statements:
+            argv += ["-a", statement]
+        hpvm(
+            "hpvmcreate",
+            *argv,
+            "--kernel",
+            str(kernel),
+            "--initrd",
+            str(initrd),
+            "--cmdline",
+            f"console=ttyS0 quiet {cmdline}".strip(),
+        )
+        log = ConsoleLog(f"/var/log/libvirt/qemu/{name}-console.log")
+        hpvm("hpvmstart", "-P", name)
+        log.wait_for(r"^AVIO ready", timeout=120)
+        return name, log
+
     def guest_name(self) -> str:
         name = f"avt-{uuid.uuid4().hex[:8]}"
         self.guests.append(name)

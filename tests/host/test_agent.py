@@ -18,9 +18,7 @@ from tests.host.conftest import domain_xml, require_host
 from tests.host.guestkit import (
     BIN,
     AgentProcess,
-    ConsoleLog,
     Host,
-    build_tiny_guest,
     free_port,
     grow,
     hpvm,
@@ -38,34 +36,11 @@ def rig():
     host = Host()
     agent = None
     try:
-        kernel, initrd = build_tiny_guest()
-        name = host.guest_name()
         disk = host.loop(64)
         image = host.tmp / "disk0.img"
         guests_dir = host.tmp / "guests"
         guests_dir.mkdir()
-        hpvm(
-            "hpvmcreate",
-            "-P",
-            name,
-            "-O",
-            "linux",
-            "-r",
-            "256M",
-            "-B",
-            "manual",
-            "-a",
-            f"disk:avio_stor:0,0,3:disk:{disk}",
-            "--kernel",
-            str(kernel),
-            "--initrd",
-            str(initrd),
-            "--cmdline",
-            "console=ttyS0 quiet",
-        )
-        log = ConsoleLog(f"/var/log/libvirt/qemu/{name}-console.log")
-        hpvm("hpvmstart", "-P", name)
-        log.wait_for(r"^AVIO ready", timeout=90)
+        name, log = host.boot_guest(f"disk:avio_stor:0,0,3:disk:{disk}")
         agent = AgentProcess(guests_dir, host.tmp / "agent.log", free_port())
         agent.start()
         yield {

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from tests.host.conftest import domain_xml, require_host
-from tests.host.guestkit import ConsoleLog, Host, build_tiny_guest, digest, hpvm
+from tests.host.guestkit import Host, digest, hpvm
 
 pytestmark = pytest.mark.integration
 
@@ -23,37 +23,14 @@ def world():
     require_host()
     host = Host()
     try:
-        kernel, initrd = build_tiny_guest()
-        name = host.guest_name()
         disk, spare, iso = host.loop(), host.loop(), host.tmp / "media.iso"
         iso.write_bytes(b"\x00" * 2048 * 100)
         vswitch = host.bridge()
-        hpvm(
-            "hpvmcreate",
-            "-P",
-            name,
-            "-O",
-            "linux",
-            "-r",
-            "256M",
-            "-B",
-            "manual",
-            "-a",
+        name, log = host.boot_guest(
             f"disk:avio_stor:0,0,3:disk:{disk}",
-            "-a",
             f"network:avio_lan:0,1,2a-2e-5a-05-0a-ba:vswitch:{vswitch}:portid:5",
-            "-a",
             "dvd:avio_stor:0,0,5:null:",
-            "--kernel",
-            str(kernel),
-            "--initrd",
-            str(initrd),
-            "--cmdline",
-            "console=ttyS0 quiet",
         )
-        log = ConsoleLog(f"/var/log/libvirt/qemu/{name}-console.log")
-        hpvm("hpvmstart", "-P", name)
-        log.wait_for(r"^AVIO ready", timeout=90)
         yield {
             "host": host,
             "name": name,
@@ -203,34 +180,12 @@ def test_vio_devices_are_emulated_lsi_and_e1000():
     require_host()
     host = Host()
     try:
-        kernel, initrd = build_tiny_guest()
-        name, disk, vswitch = host.guest_name(), host.loop(), host.bridge()
-        hpvm(
-            "hpvmcreate",
-            "-P",
-            name,
-            "-O",
-            "linux",
-            "-r",
-            "256M",
-            "-B",
-            "manual",
-            "-a",
-            f"disk:scsi:0,2,5:disk:{disk}",
-            "-a",
-            f"network:lan:0,3,0x2A00000000AA:vswitch:{vswitch}",
-            "--kernel",
-            str(kernel),
-            "--initrd",
-            str(initrd),
-            "--cmdline",
-            "console=ttyS0 quiet",
+        disk, vswitch = host.loop(), host.bridge()
+        name, log = host.boot_guest(
+            f"disk:scsi:0,2,5:disk:{disk}", f"network:lan:0,3,0x2A00000000AA:vswitch:{vswitch}"
         )
         xml = domain_xml(name)
         assert "model='lsilogic'" in xml and "<model type='e1000'/>" in xml
-        log = ConsoleLog(f"/var/log/libvirt/qemu/{name}-console.log")
-        hpvm("hpvmstart", "-P", name)
-        log.wait_for(r"^AVIO ready", timeout=90)
         log.wait_for(r"^AVIO disk sd\w+ \d+:0:5:0 size=16384 type=disk")
         log.wait_for(r"^AVIO nic eth0 mac=2a:00:00:00:00:aa")
     finally:

@@ -14,7 +14,7 @@ import pytest
 
 from agent import netlink
 from tests.host.conftest import require_host
-from tests.host.guestkit import BIN, ConsoleLog, Host, build_tiny_guest, hpvm
+from tests.host.guestkit import BIN, Host, hpvm
 
 pytestmark = pytest.mark.integration
 
@@ -76,39 +76,13 @@ def host():
     made.cleanup()
 
 
-def boot(
-    host: Host,
-    vswitch: str,
-    address: str,
-    ping: str,
-    adapter: str = "avio_lan",
-    mac: str | None = None,
-) -> tuple[str, ConsoleLog]:
-    kernel, initrd = build_tiny_guest()
-    name = host.guest_name()
-    hw = f",,{mac}" if mac else ""
-    hpvm(
-        "hpvmcreate",
-        "-P",
-        name,
-        "-O",
-        "linux",
-        "-r",
-        "192M",
-        "-B",
-        "manual",
-        "-a",
-        f"network:{adapter}:{hw}:vswitch:{vswitch}",
-        "--kernel",
-        str(kernel),
-        "--initrd",
-        str(initrd),
-        "--cmdline",
-        f"console=ttyS0 quiet avio.ip={address} avio.ping={ping}",
+def boot(host: Host, vswitch: str, address: str, ping: str, adapter: str = "avio_lan"):
+    """A tiny guest with one NIC on `vswitch` at `address`, pinging `ping` every second."""
+    return host.boot_guest(
+        f"network:{adapter}::vswitch:{vswitch}",
+        memory="192M",
+        cmdline=f"avio.ip={address} avio.ping={ping}",
     )
-    log = ConsoleLog(f"/var/log/libvirt/qemu/{name}-console.log")
-    hpvm("hpvmstart", "-P", name)
-    return name, log
 
 
 def test_list_and_show(net):
@@ -164,24 +138,7 @@ def test_localnet_like_vswitch_refuses_avio_lan(net, host):
 
 def test_busy_vswitch_is_not_deleted(net, host):
     local = net.vswitch()
-    kernel, initrd = build_tiny_guest()
-    name = host.guest_name()
-    hpvm(
-        "hpvmcreate",
-        "-P",
-        name,
-        "-r",
-        "128M",
-        "-B",
-        "manual",
-        "-a",
-        f"network:lan::vswitch:{local}",
-        "--kernel",
-        str(kernel),
-        "--initrd",
-        str(initrd),
-    )
-    hpvm("hpvmstart", "-P", name)
+    name, _ = host.boot_guest(f"network:lan::vswitch:{local}", memory="128M")
     before = hpvm("hpvmnet").stdout
     result = hpvm("hpvmnet", "-d", "-S", local, check=False)
     assert result.returncode == 2 and name in result.stderr
