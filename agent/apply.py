@@ -14,7 +14,7 @@ from lxml import etree
 from agent.connection import libvirt_message
 from agent.errors import HostError
 from agent.removal import RemovalWatch
-from translators.model import Device, Guest, StorageDevice, StorageType
+from translators.model import Adapter, Device, Guest, StorageDevice, StorageType
 from translators.plan import Action, Change
 from translators.render import (
     NS,
@@ -95,6 +95,11 @@ class Applier:
             return
         for change in changes:
             device = change.device
+            if isinstance(device, StorageDevice) and device.adapter is Adapter.SCSI:
+                raise HostError(
+                    "the emulated LSI SCSI adapter (VIO scsi) cannot hot-plug: the guest would "
+                    "not see the change; stop the guest first, or use avio_stor"
+                )
             if (
                 change.action is Action.ATTACH
                 and isinstance(device, StorageDevice)

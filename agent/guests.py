@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import libvirt
 
+from agent import vswitch_store
 from agent.apply import Applier
 from agent.backing import backing_size
 from agent.connection import libvirt_message
@@ -74,8 +75,8 @@ def change_devices(
 
 def refresh_vlans(conn: libvirt.virConnect, dom: libvirt.virDomain, changes: list[Change]) -> None:
     """A NIC plugged or moved on a running guest: its vswitch port's VLAN."""
-    from agent import vswitches
-
     nics = [c.device for c in changes if isinstance(c.device, NetworkDevice)]
-    if nics and dom.isActive():
+    if nics and dom.isActive() and vswitch_store.managed(conn, nics):
+        from agent import vswitches  # netlink (pyroute2) only when needed
+
         vswitches.apply_guest(conn, nics)

@@ -79,7 +79,7 @@ def host_macs() -> dict[str, str]:
 
 def claims(conn: libvirt.virConnect, exclude: str | None = None) -> HostClaims:
     """MACs, backing stores and vswitch ports used by other guests and the host."""
-    from agent.vswitches import local_vswitches
+    from agent.vswitch_store import local_vswitches
 
     result = HostClaims(macs=host_macs(), key=backing_key, local_vswitches=local_vswitches(conn))
     for entry in entries(conn):

@@ -1,4 +1,7 @@
-"""vswitches on the host: definitions kept as libvirt networks, bridges made with netlink."""
+"""vswitches on the host: bridges, uplinks and port VLANs made with netlink.
+
+Definitions are kept by libvirt (see `vswitch_store`).
+"""
 
 from __future__ import annotations
 
@@ -8,59 +11,12 @@ import libvirt
 from lxml import etree
 
 from agent import netlink
-from agent.connection import libvirt_message
-from agent.errors import HostError
 from agent.inventory import entries, live_guest
-from translators.errors import HpvmError
+from agent.vswitch_store import all_vswitches, find, get, local_vswitches, save, undefine
 from translators.model import NetworkDevice
-from translators.vswitch import PortRow, SwitchRow, VSwitch, read_network, render_network
+from translators.vswitch import PortRow, SwitchRow, VSwitch
 
-
-def all_vswitches(conn: libvirt.virConnect) -> list[VSwitch]:
-    found = []
-    for net in conn.listAllNetworks():
-        v = read_network(net.XMLDesc(0))
-        if v is not None:
-            found.append(v)
-    return sorted(found, key=lambda v: v.number)
-
-
-def get(conn: libvirt.virConnect, name: str) -> VSwitch:
-    for v in all_vswitches(conn):
-        if v.name == name:
-            return v
-    raise HpvmError(f"no vswitch named '{name}'")
-
-
-def find(conn: libvirt.virConnect, name: str) -> VSwitch | None:
-    return next((v for v in all_vswitches(conn) if v.name == name), None)
-
-
-def save(conn: libvirt.virConnect, v: VSwitch) -> None:
-    """Write the definition (a persistent libvirt network in bridge mode)."""
-    xml = render_network(v)
-    try:
-        uuid = conn.networkLookupByName(v.name).UUIDString()
-    except libvirt.libvirtError:
-        uuid = None
-    if uuid:  # redefining a network keeps its UUID
-        root = etree.fromstring(xml.encode())
-        root.find("name").addnext(etree.Element("uuid"))
-        root.find("uuid").text = uuid
-        xml = etree.tostring(root, encoding="unicode")
-    try:
-        conn.networkDefineXML(xml)
-    except libvirt.libvirtError as err:
-        raise HostError(libvirt_message(err)) from None
-
-
-def undefine(conn: libvirt.virConnect, name: str) -> None:
-    conn.networkLookupByName(name).undefine()
-
-
-def local_vswitches(conn: libvirt.virConnect) -> set[str]:
-    """vswitches with no uplink (like HPVM's localnet): VIO lan only."""
-    return {v.name for v in all_vswitches(conn) if not v.uplink}
+__all__ = ["all_vswitches", "find", "get", "local_vswitches", "save", "undefine"]
 
 
 @dataclass

@@ -27,10 +27,10 @@ REFUSALS = {
     "AVIO bus 8": (["-a", DISK.format("8,0,0")], DISK.format("8,0,0"), "PCI bus 8"),
     "slot 8": (["-a", DISK.format("0,8,0")], DISK.format("0,8,0"), "PCI slot 8"),
     "AVIO target 128": (["-a", DISK.format("0,0,128")], DISK.format("0,0,128"), "target 128"),
-    "VIO target 8": (
-        ["-a", "disk:scsi:0,0,8:disk:/dev/sdb"],
-        "disk:scsi:0,0,8:disk:/dev/sdb",
-        "LSI SCSI id) 8 out of range 0-7",
+    "VIO target 7": (
+        ["-a", "disk:scsi:0,0,7:disk:/dev/sdb"],
+        "disk:scsi:0,0,7:disk:/dev/sdb",
+        "LSI SCSI id) 7 out of range 0-6",
     ),
     "VIO bus 7": (
         ["-a", "disk:scsi:7,0,0:disk:/dev/sdb"],

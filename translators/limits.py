@@ -14,8 +14,8 @@ PCI_BUSES = {
 }
 PCI_SLOTS = range(8)
 # HPVM gives VIO SCSI targets 0-14; KVM's emulated LSI 53C895A (libvirt
-# `lsilogic`) takes SCSI ids 0-7 only, so VIO stops at 7 here.
-TARGETS = {Adapter.AVIO_STOR: range(128), Adapter.SCSI: range(8)}
+# `lsilogic`) has SCSI ids 0-7 and uses 7 itself, so VIO stops at 6 here.
+TARGETS = {Adapter.AVIO_STOR: range(128), Adapter.SCSI: range(7)}
 PORT_IDS = range(512)
 VLAN_IDS = range(1, 4095)
 MIN_DISK_BYTES = 512

@@ -6,7 +6,7 @@ import sys
 
 import libvirt
 
-from agent import vswitches
+from agent import vswitch_store
 from agent.cli.common import EXIT_OK, connect, run, simple_parser
 from agent.connection import libvirt_message
 from agent.errors import HostError
@@ -22,12 +22,17 @@ def start(argv: list[str]) -> int:
     if dom.isActive():
         raise HostError(f"guest '{options.name}' is already running")
     nics = config_guest(dom).networks
-    vswitches.prepare_guest(conn, nics)
+    on_vswitches = vswitch_store.managed(conn, nics)
+    if on_vswitches:  # netlink (pyroute2) is loaded only for guests on hpvmnet vswitches
+        from agent import vswitches
+
+        vswitches.prepare_guest(conn, nics)
     try:
         dom.create()
     except libvirt.libvirtError as err:
         raise HostError(libvirt_message(err)) from None
-    vswitches.apply_guest(conn, nics)
+    if on_vswitches:
+        vswitches.apply_guest(conn, nics)
     print(f"{PROG}: Successful start initiation of guest '{options.name}'")
     return EXIT_OK
 

@@ -188,5 +188,12 @@ def test_vio_devices_are_emulated_lsi_and_e1000():
         assert "model='lsilogic'" in xml and "<model type='e1000'/>" in xml
         log.wait_for(r"^AVIO disk sd\w+ \d+:0:5:0 size=16384 type=disk")
         log.wait_for(r"^AVIO nic eth0 mac=2a:00:00:00:00:aa")
+        # QEMU's LSI adapter has no hot-plug: refused before anything changes
+        before = (domain_xml(name), domain_xml(name, inactive=False))
+        result = hpvm(
+            "hpvmmodify", "-P", name, "-a", f"disk:scsi:0,2,1:disk:{host.loop()}", check=False
+        )
+        assert result.returncode == 1 and "cannot hot-plug" in result.stderr
+        assert (domain_xml(name), domain_xml(name, inactive=False)) == before
     finally:
         host.cleanup()
