@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from translators.grammar import dashed_mac, format_statement
+from translators.layout import table
 from translators.model import Guest
 
 OS_NAMES = {"hpux": "HPUX", "linux": "LINUX", "windows": "WINDOWS", "openvms": "OPENVMS"}
@@ -45,20 +46,6 @@ def memory_text(megabytes: int) -> str:
     return f"{megabytes} MB"
 
 
-def _row(cells: list[str], columns: list[tuple[str, int, bool]]) -> str:
-    parts = [
-        cell.rjust(width) if right else cell.ljust(width)
-        for cell, (_, width, right) in zip(cells, columns, strict=True)
-    ]
-    return " ".join(parts).rstrip()
-
-
-def _table(columns: list[tuple[str, int, bool]], rows: list[list[str]]) -> list[str]:
-    header = " ".join(title.ljust(width) for title, width, _ in columns).rstrip()
-    rule = " ".join("=" * width for _, width, _ in columns)
-    return [header, rule, *(_row(row, columns) for row in rows)]
-
-
 def format_vm_table(statuses: list[GuestStatus]) -> str:
     """`hpvmstatus` with no options: the `[Virtual Machines]` table."""
     rows = [
@@ -75,7 +62,7 @@ def format_vm_table(statuses: list[GuestStatus]) -> str:
         ]
         for s in statuses
     ]
-    return "\n".join(["[Virtual Machines]", *_table(VM_TABLE, rows)]) + "\n"
+    return "\n".join(["[Virtual Machines]", *table(VM_TABLE, rows)]) + "\n"
 
 
 STORAGE_TABLE = [
@@ -109,7 +96,7 @@ def format_details(status: GuestStatus) -> str:
     """`hpvmstatus -P name`: the tabular detail sections."""
     g = status.guest
     lines = ["[Virtual Machine Details]"]
-    lines += _table(VM_TABLE[:4], [[g.name, str(status.number), os_name(g), status.state]])
+    lines += table(VM_TABLE[:4], [[g.name, str(status.number), os_name(g), status.state]])
     lines += [
         "",
         "[Authorized Administrators]",
@@ -134,7 +121,7 @@ def format_details(status: GuestStatus) -> str:
         f" {memory_text(g.memory_mb)}     64 MB",
     ]
     lines += ["", "[Storage Interface Details]", "Guest                                 Physical"]
-    lines += _table(
+    lines += table(
         STORAGE_TABLE,
         [
             [
@@ -152,7 +139,7 @@ def format_details(status: GuestStatus) -> str:
         ],
     )
     lines += ["", "[Network Interface Details]"]
-    lines += _table(
+    lines += table(
         NETWORK_TABLE,
         [
             [
@@ -169,7 +156,7 @@ def format_details(status: GuestStatus) -> str:
         ],
     )
     lines += ["", "[Misc Interface Details]", "Guest                                 Physical"]
-    lines += _table(STORAGE_TABLE, [["serial", "com1", "", "", "", "", "", "tty", "console"]])
+    lines += table(STORAGE_TABLE, [["serial", "com1", "", "", "", "", "", "tty", "console"]])
     return "\n".join(lines) + "\n"
 
 

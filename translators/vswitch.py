@@ -9,6 +9,7 @@ from lxml import etree
 from translators import limits
 from translators.errors import HpvmError
 from translators.grammar import VSWITCH_NAME
+from translators.layout import table
 
 NS = "urn:avio-kvm:vswitch:1"
 NS_PREFIX = "vsw"
@@ -102,18 +103,6 @@ class PortRow:
     active_vm: str
 
 
-def _table(columns: list[tuple[str, int, bool]], rows: list[list[str]]) -> list[str]:
-    header = " ".join(t.ljust(w) for t, w, _ in columns).rstrip()
-    rule = " ".join("=" * w for _, w, _ in columns)
-    body = [
-        " ".join(
-            c.rjust(w) if r else c.ljust(w) for c, (_, w, r) in zip(row, columns, strict=True)
-        ).rstrip()
-        for row in rows
-    ]
-    return [header, rule, *body]
-
-
 SWITCH_TABLE = [
     ("Name", 8, False),
     ("Number", 6, True),
@@ -134,7 +123,7 @@ def format_switches(rows: list[SwitchRow]) -> str:
         body.append(
             [v.name, str(v.number), row.state, "Shared", v.uplink or "", mac, row.ip or "N/A"]
         )
-    return "\n".join(_table(SWITCH_TABLE, body)) + "\n"
+    return "\n".join(table(SWITCH_TABLE, body)) + "\n"
 
 
 def format_ports(rows: list[PortRow]) -> str:
