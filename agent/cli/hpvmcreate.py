@@ -8,7 +8,6 @@ from pathlib import Path
 from agent.accel import detect_virt_type
 from agent.backing import backing_size
 from agent.cli.common import EXIT_OK, connect, run, warn
-from agent.guests import define_guest
 from translators.allocate import complete
 from translators.errors import HpvmError, Warnings
 from translators.options import config_argv, create_parser, guest_from_options
@@ -44,7 +43,10 @@ def create(argv: list[str]) -> int:
             xml = to_string(render_domain(guest, resolve_virt_type(options.virt_type)))
             sys.stdout.write(xml)
         return EXIT_OK
-    # on the host, omitted MACs and ports are allocated against the other guests
+    # On the host, omitted MACs and ports are allocated against the other guests.
+    # (libvirt is imported only here: --print-xml and -s need no hypervisor.)
+    from agent.guests import define_guest
+
     define_guest(connect(options.connect), guest, resolve_virt_type(options.virt_type))
     return EXIT_OK
 
