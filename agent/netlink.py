@@ -1,10 +1,8 @@
-"""Linux bridges, uplinks and bridge VLANs through netlink (pyroute2); never `ip`/`brctl`."""
+"""Linux bridges and uplinks through netlink (pyroute2); never `ip`/`brctl`."""
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,10 +10,6 @@ from pyroute2.iproute.linux import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from agent.errors import HostError
-from translators.vswitch import UNTAGGED_VLAN
-
-BRIDGE_VLAN_INFO_PVID = 0x2
-BRIDGE_VLAN_INFO_UNTAGGED = 0x4
 
 
 @contextlib.contextmanager
@@ -44,21 +38,6 @@ def is_up(name: str) -> bool:
         return index is not None and bool(ipr.link("get", index=index)[0]["flags"] & 1)
 
 
-@functools.cache
-def vlan_filtering_supported() -> bool:
-    """Can this kernel filter VLANs on a bridge (CONFIG_BRIDGE_VLAN_FILTERING)?"""
-    name = f"avprobe{uuid.uuid4().hex[:6]}"
-    with _ipr() as ipr:
-        try:
-            ipr.link("add", ifname=name, kind="bridge", br_vlan_filtering=1)
-        except NetlinkError:
-            return False
-        index = _index(ipr, name)
-        if index is not None:
-            ipr.link("del", index=index)
-    return True
-
-
 def _no_ipv6(name: str) -> None:
     """The host takes no address (not even IPv6 link-local) on a vswitch bridge."""
     knob = Path(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6")
@@ -67,13 +46,12 @@ def _no_ipv6(name: str) -> None:
 
 
 def ensure_bridge(name: str) -> None:
-    """Create the bridge (VLAN filtering on where the kernel has it) and bring it up."""
+    """Create the bridge and bring it up (port VLANs are enforced per port: `portfilter`)."""
     with _ipr() as ipr:
         index = _index(ipr, name)
         try:
             if index is None:
-                options = {"br_vlan_filtering": 1} if vlan_filtering_supported() else {}
-                ipr.link("add", ifname=name, kind="bridge", **options)
+                ipr.link("add", ifname=name, kind="bridge")
                 index = _index(ipr, name)
                 _no_ipv6(name)
             ipr.link("set", index=index, state="up")
@@ -145,59 +123,3 @@ def ipv4_of(name: str) -> str | None:
         for addr in ipr.get_addr(index=index, family=2):
             return addr.get("IFA_ADDRESS")
     return None
-
-
-def port_vlans(name: str) -> dict[int, int]:
-    """VLAN id -> flags of a bridge port."""
-    with _ipr() as ipr:
-        index = _index(ipr, name)
-        found: dict[int, int] = {}
-        for msg in ipr.get_vlans():
-            if msg.get("index") != index and msg.get("IFLA_IFNAME") != name:
-                continue
-            spec = msg.get("IFLA_AF_SPEC")
-            for info in spec.get_attrs("IFLA_BRIDGE_VLAN_INFO") if spec else []:
-                found[info["vid"]] = info["flags"]
-        return found
-
-
-def set_access_vlan(port: str, vlan: int | None) -> None:
-    """A guest port: member of exactly one VLAN, untagged, as its PVID (Proxmox's rule).
-
-    `None` (HPVM's "none") puts the port on the bridge's untagged VLAN.
-    """
-    wanted = UNTAGGED_VLAN if vlan is None else vlan
-    with _ipr() as ipr:
-        index = _index(ipr, port)
-        if index is None:
-            return
-        for vid in port_vlans(port):
-            if vid != wanted:
-                ipr.vlan_filter("del", index=index, vlan_info={"vid": vid})
-        ipr.vlan_filter(
-            "add",
-            index=index,
-            vlan_info={"vid": wanted, "flags": BRIDGE_VLAN_INFO_PVID | BRIDGE_VLAN_INFO_UNTAGGED},
-        )
-
-
-def set_trunk_vlans(uplink: str, vlans: set[int]) -> None:
-    """The uplink: untagged VLAN as native, every guest VLAN tagged."""
-    with _ipr() as ipr:
-        index = _index(ipr, uplink)
-        if index is None:
-            return
-        current = port_vlans(uplink)
-        for vid in current:
-            if vid != UNTAGGED_VLAN and vid not in vlans:
-                ipr.vlan_filter("del", index=index, vlan_info={"vid": vid})
-        ipr.vlan_filter(
-            "add",
-            index=index,
-            vlan_info={
-                "vid": UNTAGGED_VLAN,
-                "flags": BRIDGE_VLAN_INFO_PVID | BRIDGE_VLAN_INFO_UNTAGGED,
-            },
-        )
-        for vid in sorted(vlans - set(current)):
-            ipr.vlan_filter("add", index=index, vlan_info={"vid": vid})

@@ -1,4 +1,4 @@
-"""vswitches on the host: bridges, uplinks and port VLANs made with netlink.
+"""vswitches on the host: bridges and uplinks (netlink), port VLAN rules (tc BPF).
 
 Definitions are kept by libvirt (see `vswitch_store`).
 """
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import libvirt
 from lxml import etree
 
-from agent import netlink
+from agent import netlink, portfilter
 from agent.inventory import entries, live_guest
 from agent.vswitch_store import all_vswitches, find, get, local_vswitches, save, undefine
 from translators.model import NetworkDevice
@@ -57,7 +57,7 @@ def busy(conn: libvirt.virConnect, name: str) -> list[str]:
 
 
 def start(conn: libvirt.virConnect, v: VSwitch) -> None:
-    """Bridge up, uplink in, VLANs applied."""
+    """Bridge up, uplink in, port VLAN rules applied."""
     netlink.ensure_bridge(v.name)
     if v.uplink:
         netlink.enslave(v.uplink, v.name)
@@ -65,14 +65,15 @@ def start(conn: libvirt.virConnect, v: VSwitch) -> None:
 
 
 def apply_vlans(conn: libvirt.virConnect, v: VSwitch) -> None:
-    """Each running guest's tap on its port's VLAN; the uplink trunks them all."""
-    if not netlink.vlan_filtering_supported() or not netlink.exists(v.name):
+    """Each running guest's tap gets its port's VLAN rule; the uplink carries all VLANs."""
+    if not netlink.exists(v.name):
         return
     for port in ports(conn, v.name):
-        if port.tap and port.nic.portid is not None:
-            netlink.set_access_vlan(port.tap, v.vlans.get(port.nic.portid))
-    if v.uplink:
-        netlink.set_trunk_vlans(v.uplink, set(v.vlans.values()))
+        if not port.tap:
+            continue
+        vlan = v.vlans.get(port.nic.portid) if port.nic.portid is not None else None
+        if portfilter.current(port.tap) != ("none" if vlan is None else str(vlan)):
+            portfilter.apply(port.tap, vlan)
 
 
 def prepare_guest(conn: libvirt.virConnect, nics: list[NetworkDevice]) -> None:

@@ -16,7 +16,7 @@ MODULES=(
   virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci
   scsi_common scsi_mod crc64 crc64-rocksoft crct10dif_common crc-t10dif t10-pi
   sd_mod cdrom sr_mod virtio_scsi failover net_failover virtio_net
-  scsi_transport_spi sym53c8xx e1000
+  scsi_transport_spi sym53c8xx e1000 llc stp garp mrp 8021q
 )
 
 kernel_package() {

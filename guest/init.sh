@@ -8,7 +8,9 @@
 # Kernel command line:
 #   avio.ip=ADDR/PREFIX          address for eth0 (tests use 169.254.0.0/16 only)
 #   avio.ip.ethN=ADDR/PREFIX     address for ethN
-#   avio.ping=ADDR               ping ADDR once a second, report ok/fail
+#   avio.vlan=ID:ADDR/PREFIX     also an 802.1Q interface eth0.ID at ADDR (the guest
+#                                tags its own frames; a vswitch port must drop them)
+#   avio.ping=ADDR[,ADDR...]     ping each ADDR once a second, report ok/fail
 # shellcheck shell=sh
 
 /bin/busybox mkdir -p /proc /sys /dev /tmp /run
@@ -43,6 +45,11 @@ configure_nic() {
   }
   [ -n "$address" ] && ip addr add "$address" dev "$nic" 2>/dev/null
   address=""
+  [ "$nic" = eth0 ] && vlan=$(cmdline_value avio.vlan) && {
+    ip link add link eth0 name "eth0.${vlan%%:*}" type vlan id "${vlan%%:*}"
+    ip addr add "${vlan#*:}" dev "eth0.${vlan%%:*}"
+    ip link set "eth0.${vlan%%:*}" up
+  }
 }
 
 # One line per device: "<key> <report line>".
@@ -104,12 +111,14 @@ while read -r _ kind name rest; do say "$kind $name $rest"; done < /tmp/now
 mv /tmp/now /tmp/old
 say ready
 
-target=$(cmdline_value avio.ping) && (
-  while true; do
-    if ping -c 1 -W 1 "$target" >/dev/null 2>&1; then say "ping $target ok"; else say "ping $target fail"; fi
-    sleep 1
-  done
-) &
+targets=$(cmdline_value avio.ping) && for target in $(echo "$targets" | tr , ' '); do
+  (
+    while true; do
+      if ping -c 1 -W 1 "$target" >/dev/null 2>&1; then say "ping $target ok"; else say "ping $target fail"; fi
+      sleep 1
+    done
+  ) &
+done
 
 while true; do
   usleep 200000

@@ -23,6 +23,8 @@ from translators.vswitch import (
     [
         ("portid:5:vlanid:120", (5, 120)),
         ("portid:6:vlanid:none", (6, None)),
+        ("portid:7:vlanid:1", (7, 1)),
+        ("portid:8:vlanid:4094", (8, 4094)),
         ("PORTID:7:VLANID:4094", (7, 4094)),
     ],
 )
@@ -33,9 +35,8 @@ def test_port_vlan(text, expected):
 @pytest.mark.parametrize(
     ("text", "words"),
     [
-        ("portid:5:vlanid:4095", "VLAN id must be 2-4094"),
+        ("portid:5:vlanid:4095", "VLAN id must be 1-4094"),
         ("portid:5:vlanid:0", "VLAN id"),
-        ("portid:5:vlanid:1", "use vlanid:none"),
         ("portid:512:vlanid:10", "port id"),
         ("port:5:vlan:10", "-u takes"),
         ("portid:x:vlanid:10", "port id"),

@@ -13,7 +13,6 @@ from translators.layout import table
 
 NS = "urn:avio-kvm:vswitch:1"
 NS_PREFIX = "vsw"
-UNTAGGED_VLAN = 1  # the bridge VLAN that carries ports with no VLAN ("none")
 
 
 @dataclass
@@ -42,11 +41,7 @@ def parse_port_vlan(text: str) -> tuple[int, int | None]:
     if parts[3].lower() == "none":
         return int(parts[1]), None
     if not parts[3].isdigit() or int(parts[3]) not in limits.VLAN_IDS:
-        raise HpvmError(
-            f"VLAN id must be {UNTAGGED_VLAN + 1}-{limits.VLAN_IDS.stop - 1} or none", text
-        )
-    if int(parts[3]) == UNTAGGED_VLAN:
-        raise HpvmError("VLAN 1 carries the vswitch's untagged ports: use vlanid:none", text)
+        raise HpvmError(f"VLAN id must be 1-{limits.VLAN_IDS.stop - 1} or none", text)
     return int(parts[1]), int(parts[3])
 
 

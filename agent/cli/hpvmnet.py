@@ -6,8 +6,7 @@ import argparse
 import sys
 
 from agent import netlink, vswitches
-from agent.cli.common import EXIT_OK, connect, run, warn
-from agent.errors import HostError
+from agent.cli.common import EXIT_OK, connect, run
 from translators.errors import HpvmError
 from translators.options import _Parser
 from translators.vswitch import VSwitch, check_name, format_ports, format_switches, parse_port_vlan
@@ -108,11 +107,6 @@ def net(argv: list[str]) -> int:
         vswitches.undefine(conn, v.name)
     elif port_vlan is not None:
         port, vlan = port_vlan
-        if vlan is not None and not netlink.vlan_filtering_supported():
-            raise HostError(
-                "this host's kernel has no bridge VLAN filtering "
-                "(CONFIG_BRIDGE_VLAN_FILTERING): port VLANs cannot be applied"
-            )
         if vlan is None:
             v.vlans.pop(port, None)
         else:
@@ -123,8 +117,6 @@ def net(argv: list[str]) -> int:
         sys.stdout.write(format_switches([vswitches.switch_row(v)]))
         sys.stdout.write("\n")
         sys.stdout.write(format_ports(vswitches.port_rows(conn, v)))
-    if options.boot and not netlink.vlan_filtering_supported() and v.vlans:
-        warn(PROG, ["this kernel has no bridge VLAN filtering: port VLANs are not applied"])
     return EXIT_OK
 
 

@@ -28,11 +28,19 @@ def start(argv: list[str]) -> int:
 
         vswitches.prepare_guest(conn, nics)
     try:
-        dom.create()
+        if not on_vswitches:
+            dom.create()
+        else:
+            # Paused until every port has its VLAN rule: the guest never sends unfiltered.
+            dom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED)
+            try:
+                vswitches.apply_guest(conn, nics)
+            except HostError:
+                dom.destroy()
+                raise
+            dom.resume()
     except libvirt.libvirtError as err:
         raise HostError(libvirt_message(err)) from None
-    if on_vswitches:
-        vswitches.apply_guest(conn, nics)
     print(f"{PROG}: Successful start initiation of guest '{options.name}'")
     return EXIT_OK
 
