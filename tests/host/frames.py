@@ -1,16 +1,16 @@
 """Raw Ethernet frames for the vswitch tests, run inside a namespace with `ip netns exec`.
 
-    python -m tests.host.frames send IFACE MARKER [--vlan N]
-        one broadcast frame, ethertype 0x88B5 (local experimental), payload
-        MARKER, tagged in-band with 802.1Q VLAN N if given;
-    python -m tests.host.frames listen IFACE SECONDS
-        prints "ready", then one JSON line per frame received: source MAC,
-        VLAN (from the kernel's offloaded tag or an in-band 802.1Q header, or
-        null), ethertype and, for 0x88B5 frames, the marker;
-    python -m tests.host.frames vlan-endpoint IFACE VLAN
-        make IFACE behave as an 802.1Q interface of VLAN N (tagged on the
-        wire, untagged to the namespace's IP stack) for kernels without
-        CONFIG_VLAN_8021Q: the port rules, put on the far side of the link.
+python -m tests.host.frames send IFACE MARKER [--vlan N]
+    one broadcast frame, ethertype 0x88B5 (local experimental), payload
+    MARKER, tagged in-band with 802.1Q VLAN N if given;
+python -m tests.host.frames listen IFACE SECONDS
+    prints "ready", then one JSON line per frame received: source MAC,
+    VLAN (from the kernel's offloaded tag or an in-band 802.1Q header, or
+    null), ethertype and, for 0x88B5 frames, the marker;
+python -m tests.host.frames vlan-endpoint IFACE VLAN
+    make IFACE behave as an 802.1Q interface of VLAN N (tagged on the
+    wire, untagged to the namespace's IP stack) for kernels without
+    CONFIG_VLAN_8021Q: the port rules, put on the far side of the link.
 """
 
 from __future__ import annotations
