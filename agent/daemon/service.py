@@ -49,6 +49,7 @@ class DomainEvent:
 
     name: str
     started: bool
+    nic_added: bool = False
 
 
 class ConnectionLost(Exception):
@@ -79,6 +80,7 @@ class Agent:
         self.pending_block: dict[int, tuple[float, BlockEvent]] = {}
         self.pending_config: dict[Path, tuple[float, bool]] = {}
         self.pending_domains: set[str] = set()
+        self.pending_ports: set[str] = set()  # guests with a NIC plugged by anyone
         self.known_size: dict[int, int] = {}
         self.stopping = False
 
@@ -105,11 +107,12 @@ class Agent:
         conn.domainEventRegisterAny(
             None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle, None
         )
-        for event_id in (
-            libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_ADDED,
-            libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED,
-        ):
-            conn.domainEventRegisterAny(None, event_id, self._on_device, None)
+        conn.domainEventRegisterAny(
+            None, libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_ADDED, self._on_device_added, None
+        )
+        conn.domainEventRegisterAny(
+            None, libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED, self._on_device, None
+        )
         self.conn = conn
         self._index = None
         log.info("connected to %s", self.options.uri)
@@ -119,6 +122,11 @@ class Agent:
 
     def _on_device(self, _conn, dom, _alias: str, _opaque) -> None:
         self.events.put(DomainEvent(dom.name(), False))
+
+    def _on_device_added(self, _conn, dom, alias: str, _opaque) -> None:
+        # NICs have libvirt's alias netN, or ours (ua-net-...) when hpvm* plugged them.
+        nic = alias.startswith(("net", "ua-net-"))
+        self.events.put(DomainEvent(dom.name(), False, nic_added=nic))
 
     def _reconnect(self) -> None:
         log.warning("connection to libvirt lost; reconnecting")
@@ -179,7 +187,7 @@ class Agent:
     def _next_deadline(self) -> float | None:
         deadlines = [due for due, _ in self.pending_block.values()]
         deadlines += [due for due, _ in self.pending_config.values()]
-        if self.pending_domains:
+        if self.pending_domains or self.pending_ports:
             return 0
         return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
 
@@ -203,6 +211,8 @@ class Agent:
             self._index = None
             if event.started:
                 self.pending_domains.add(event.name)
+            elif event.nic_added:
+                self.pending_ports.add(event.name)
         elif isinstance(event, _Closed):
             raise ConnectionLost
 
@@ -218,6 +228,8 @@ class Agent:
                 self._guarded(self.handle_config, path, deleted)
         while self.pending_domains:
             self._guarded(self.reconcile_domain, self.pending_domains.pop())
+        while self.pending_ports:
+            self._guarded(self.apply_ports, self.pending_ports.pop())
 
     def _guarded(self, handler, *args) -> None:
         """Run one handler; a libvirt failure is logged, a lost connection re-raised."""
@@ -367,6 +379,15 @@ class Agent:
             size = host_size(number) if number is not None else None
             if size:
                 self.forward(DiskRef(name, target, source), size, time.monotonic())
+
+    def apply_ports(self, name: str) -> None:
+        """A NIC was plugged (by anyone): every NIC of the guest gets its port's VLAN rule."""
+        try:
+            dom = self.conn.lookupByName(name)
+        except libvirt.libvirtError:
+            return
+        if dom.isActive():
+            vswitches.apply_guest(self.conn, live_guest(dom).networks)
 
     def reconcile(self) -> None:
         """Level-triggered safety net: apply every config file, fix every disk's size."""

@@ -8,14 +8,15 @@ veth, namespace and definition made here is removed afterwards.
 from __future__ import annotations
 
 import subprocess
+import time
 import uuid
 
 import pytest
 
-from agent import netlink
+from agent import netlink, portfilter
 from tests.host.conftest import require_host
 from tests.host.frames import received, run_in
-from tests.host.guestkit import BIN, Host, hpvm
+from tests.host.guestkit import BIN, AgentProcess, Host, build_tiny_guest, free_port, hpvm
 
 pytestmark = pytest.mark.integration
 
@@ -274,3 +275,51 @@ def test_vlan_reaches_the_uplink_tagged_and_guest_tags_are_dropped(net, host):
     mark = log_a.mark()
     log_a.wait_for(r"^AVIO ping 169\.254\.80\.10 fail", timeout=30, since=mark)
     log_a.wait_for(r"^AVIO ping 169\.254\.80\.10 fail", timeout=30, since=log_a.mark())
+
+
+def taps(name: str) -> dict[str, str]:
+    """MAC -> tap of a running guest (virsh domiflist)."""
+    out = sh("virsh", "-q", "domiflist", name).stdout
+    return {cols[4]: cols[0] for cols in (line.split() for line in out.splitlines()) if cols}
+
+
+def wait_for_rule(tap: str, wanted: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while portfilter.current(tap) != wanted:
+        assert time.monotonic() < deadline, f"{tap}: rule {portfilter.current(tap)!r}"
+        time.sleep(0.05)
+
+
+def test_the_agent_sets_rules_on_guests_started_and_plugged_by_others(net, host):
+    """`virsh start` and `virsh attach-interface` bypass hpvm*: the agent follows libvirt."""
+    local = net.vswitch()
+    port_vlan(local, 5, 30)
+    name = host.guest_name()
+    kernel, initrd = build_tiny_guest()
+    hpvm(
+        "hpvmcreate",
+        "-P",
+        name,
+        "-B",
+        "manual",
+        "-a",
+        f"network:lan::vswitch:{local}:portid:5",
+        "--kernel",
+        str(kernel),
+        "--initrd",
+        str(initrd),
+        "--cmdline",
+        "console=ttyS0 quiet",
+    )
+    agent = AgentProcess(host.tmp / "guests", host.tmp / "agent.log", free_port())
+    (host.tmp / "guests").mkdir()
+    agent.start()
+    try:
+        sh("virsh", "start", name)
+        (tap,) = taps(name).values()
+        wait_for_rule(tap, "30")
+        sh("virsh", "attach-interface", name, "bridge", local, "--model", "e1000", "--live")
+        (plugged,) = set(taps(name).values()) - {tap}
+        wait_for_rule(plugged, "none")
+    finally:
+        agent.stop()
