@@ -8,13 +8,15 @@ already done are undone, so no command leaves a half-applied change.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import libvirt
 from lxml import etree
 
 from agent.connection import libvirt_message
 from agent.errors import HostError
 from agent.removal import RemovalWatch
-from translators.model import Adapter, Device, Guest, StorageDevice, StorageType
+from translators.model import Adapter, Device, Guest, NetworkDevice, StorageDevice, StorageType
 from translators.plan import Action, Change
 from translators.render import (
     NS,
@@ -42,6 +44,13 @@ def alias_of(device: Device) -> str:
     return storage_alias(device) if isinstance(device, StorageDevice) else nic_alias(device)
 
 
+def with_link(xml: str, state: str) -> str:
+    """An interface's XML with its link `up` or `down`."""
+    iface = etree.fromstring(xml.encode())
+    etree.SubElement(iface, "link", state=state)
+    return etree.tostring(iface, encoding="unicode")
+
+
 def _bridges(xml: str) -> set[int]:
     root = etree.fromstring(xml.encode())
     return {int(c.get("index")) for c in root.iterfind("devices/controller[@model='pci-bridge']")}
@@ -50,9 +59,16 @@ def _bridges(xml: str) -> set[int]:
 class Applier:
     """Applies changes to one domain, remembering how to undo them."""
 
-    def __init__(self, conn: libvirt.virConnect, dom: libvirt.virDomain) -> None:
+    def __init__(
+        self,
+        conn: libvirt.virConnect,
+        dom: libvirt.virDomain,
+        port_rule: Callable[[NetworkDevice], None] | None = None,
+    ) -> None:
+        """`port_rule`, if given, sets a plugged NIC's vswitch port rule before its link is up."""
         self.conn = conn
         self.dom = dom
+        self.port_rule = port_rule
         self.live = bool(dom.isActive())
         self.flags = CONFIG | (LIVE if self.live else 0)
         self._undo: list[tuple[str, str, int]] = []  # (method, xml, flags)
@@ -63,6 +79,21 @@ class Applier:
     def _attach(self, xml: str) -> None:
         self._call("attachDeviceFlags", xml, self.flags)
         self._undo.append(("detachDeviceFlags", xml, self.flags))
+
+    def _attach_nic_gated(self, nic: NetworkDevice) -> None:
+        """Plug a NIC into the running guest with its link down, set its port rule, link up.
+
+        The guest cannot send a frame before its port enforces the VLAN.
+        """
+        assert self.port_rule is not None
+        xml = device_xml(nic)
+        down = with_link(xml, "down")
+        self._call("attachDeviceFlags", down, LIVE)
+        self._undo.append(("detachDeviceFlags", down, LIVE))
+        self._call("attachDeviceFlags", xml, CONFIG)
+        self._undo.append(("detachDeviceFlags", xml, CONFIG))
+        self.port_rule(nic)
+        self._call("updateDeviceFlags", with_link(xml, "up"), LIVE)
 
     def _ensure_bridge(self, bus: int | None) -> None:
         if not bus:
@@ -129,7 +160,10 @@ class Applier:
                             assert isinstance(device, StorageDevice)
                             ctl = render_controller(device.adapter, device.bus, device.slot)
                             self._attach(etree.tostring(ctl, encoding="unicode"))
-                        self._attach(device_xml(device))
+                        if isinstance(device, NetworkDevice) and self.live and self.port_rule:
+                            self._attach_nic_gated(device)
+                        else:
+                            self._attach(device_xml(device))
             self.set_metadata(after)
         except libvirt.libvirtError as err:
             self.rollback()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import libvirt
 
 from agent import vswitch_store
@@ -68,9 +70,25 @@ def change_devices(
     """Plan, check and apply a device change (live and persistent where it runs)."""
     before, after, changes = plan_devices(conn, dom, add, delete, change or [])
     if changes:
-        Applier(conn, dom).apply(before, changes, after)
+        Applier(conn, dom, port_rule(conn, dom, changes)).apply(before, changes, after)
         refresh_vlans(conn, dom, changes)
     return changes
+
+
+def port_rule(
+    conn: libvirt.virConnect, dom: libvirt.virDomain, changes: list[Change]
+) -> Callable[[NetworkDevice], None] | None:
+    """For an Applier: sets a plugged NIC's port rule, when NICs go onto hpvmnet vswitches."""
+    plugged = [
+        c.device
+        for c in changes
+        if c.action is Action.ATTACH and isinstance(c.device, NetworkDevice)
+    ]
+    if not plugged or not dom.isActive() or not vswitch_store.managed(conn, plugged):
+        return None
+    from agent import vswitches  # netlink (pyroute2) only when needed
+
+    return lambda nic: vswitches.apply_nic(conn, dom, nic)
 
 
 def refresh_vlans(conn: libvirt.virConnect, dom: libvirt.virDomain, changes: list[Change]) -> None:

@@ -11,6 +11,7 @@ import libvirt
 from lxml import etree
 
 from agent import netlink, portfilter
+from agent.errors import HostError
 from agent.inventory import entries, live_guest
 from agent.vswitch_store import all_vswitches, find, get, local_vswitches, save, undefine
 from translators.model import NetworkDevice
@@ -74,6 +75,17 @@ def apply_vlans(conn: libvirt.virConnect, v: VSwitch) -> None:
         vlan = v.vlans.get(port.nic.portid) if port.nic.portid is not None else None
         if portfilter.current(port.tap) != ("none" if vlan is None else str(vlan)):
             portfilter.apply(port.tap, vlan)
+
+
+def apply_nic(conn: libvirt.virConnect, dom: libvirt.virDomain, nic: NetworkDevice) -> None:
+    """One NIC of a running guest gets its port's rule (`nic` as planned: port id known)."""
+    v = find(conn, nic.vswitch)
+    if v is None:
+        return
+    tap = _taps(dom.XMLDesc(0)).get((nic.mac or "").lower())
+    if tap is None:
+        raise HostError(f"the NIC {nic.mac} of guest '{dom.name()}' has no tap on the host")
+    portfilter.apply(tap, v.vlans.get(nic.portid) if nic.portid is not None else None)
 
 
 def prepare_guest(conn: libvirt.virConnect, nics: list[NetworkDevice]) -> None:

@@ -6,7 +6,7 @@ import sys
 
 from agent.apply import Applier
 from agent.cli.common import EXIT_OK, connect, run, warn
-from agent.guests import plan_devices, refresh_vlans
+from agent.guests import plan_devices, port_rule, refresh_vlans
 from agent.inventory import lookup
 from agent.settings import GuestSettings, apply_settings
 from translators.errors import Warnings
@@ -30,7 +30,7 @@ def modify(argv: list[str]) -> int:
         sys.stdout.write(to_string(render_domain(after, before.virt_type or "qemu")))
         return EXIT_OK
     if changes:
-        Applier(conn, dom).apply(before, changes, after)
+        Applier(conn, dom, port_rule(conn, dom, changes)).apply(before, changes, after)
         refresh_vlans(conn, dom, changes)
     settings = GuestSettings(
         vcpus=options.vcpus,

@@ -261,11 +261,17 @@ def test_vlan_reaches_the_uplink_tagged_and_guest_tags_are_dropped(net, host):
         ),
     )
     hpvm("hpvmmodify", "-P", a, "-a", f"network:avio_lan::vswitch:{vswitch}:portid:3")
+    # Plugged with its link down, given its rule, then brought up: the rule is
+    # there when the command returns; only the live NIC carries a link state.
+    ((mac, tap),) = taps(a).items()
+    assert portfilter.current(tap) == "10"
+    assert "<link state='up'/>" in sh("virsh", "dumpxml", a).stdout
+    assert "<link " not in sh("virsh", "dumpxml", "--inactive", a).stdout
     log_a.wait_for(r"^AVIO nic\+ eth0", timeout=30)
     log_a.wait_for(r"^AVIO ping 169\.254\.80\.10 ok", timeout=60)
     log_a.wait_for(r"^AVIO nic\+ eth0\.20", timeout=30)  # the guest's own VLAN 20 interface
     listener = run_in(ns, "listen", f"avtpe{net.tag}", "4", wait=False)
-    frames = received(listener)
+    frames = [f for f in received(listener) if f["src"] == mac]
     # The namespace sees the guest's frames tagged 10, its pings among them,
     # and nothing of what the guest tagged 20 itself (an ARP request for
     # 169.254.81.9 every second): not alone, not inside VLAN 10.
