@@ -142,6 +142,12 @@ def apply(tap: str, vlan: int | None) -> None:
     attach(tap, ingress=from_guest(vlan), egress=to_guest(vlan), name=rule_name(vlan))
 
 
+def ensure(tap: str, vlan: int | None) -> None:
+    """`apply`, unless the tap enforces that rule already."""
+    if current(tap) != ("none" if vlan is None else str(vlan)):
+        apply(tap, vlan)
+
+
 def attach(tap: str, ingress: Program, egress: Program, name: str) -> None:
     """Put the two programs on `tap`, replacing its rule one direction at a time."""
     with _ipr() as ipr:

@@ -8,13 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import libvirt
-from lxml import etree
 
 from agent import netlink, portfilter
 from agent.errors import HostError
 from agent.inventory import entries, live_guest
 from agent.vswitch_store import all_vswitches, find, get, local_vswitches, save, undefine
 from translators.model import NetworkDevice
+from translators.readback import interface_taps
 from translators.vswitch import PortRow, SwitchRow, VSwitch
 
 __all__ = ["all_vswitches", "find", "get", "local_vswitches", "save", "undefine"]
@@ -30,23 +30,12 @@ class Port:
     tap: str | None  # the host side of a running guest's NIC
 
 
-def _taps(xml: str) -> dict[str, str]:
-    """MAC -> tap device of a running domain's interfaces."""
-    root = etree.fromstring(xml.encode())
-    found = {}
-    for iface in root.iterfind("devices/interface"):
-        mac, target = iface.find("mac"), iface.find("target")
-        if mac is not None and target is not None:
-            found[mac.get("address").lower()] = target.get("dev")
-    return found
-
-
 def ports(conn: libvirt.virConnect, name: str) -> list[Port]:
     """Every guest NIC on vswitch `name`, running or not."""
     found = []
     for entry in entries(conn):
         guest = live_guest(entry.dom) if entry.active else entry.guest
-        taps = _taps(entry.dom.XMLDesc(0)) if entry.active else {}
+        taps = interface_taps(entry.dom.XMLDesc(0)) if entry.active else {}
         for nic in guest.networks:
             if nic.vswitch == name:
                 found.append(Port(guest.name, entry.active, nic, taps.get(nic.mac or "")))
@@ -70,11 +59,8 @@ def apply_vlans(conn: libvirt.virConnect, v: VSwitch) -> None:
     if not netlink.exists(v.name):
         return
     for port in ports(conn, v.name):
-        if not port.tap:
-            continue
-        vlan = v.vlans.get(port.nic.portid) if port.nic.portid is not None else None
-        if portfilter.current(port.tap) != ("none" if vlan is None else str(vlan)):
-            portfilter.apply(port.tap, vlan)
+        if port.tap:
+            portfilter.ensure(port.tap, v.vlan_of(port.nic.portid))
 
 
 def apply_nic(conn: libvirt.virConnect, dom: libvirt.virDomain, nic: NetworkDevice) -> None:
@@ -82,10 +68,10 @@ def apply_nic(conn: libvirt.virConnect, dom: libvirt.virDomain, nic: NetworkDevi
     v = find(conn, nic.vswitch)
     if v is None:
         return
-    tap = _taps(dom.XMLDesc(0)).get((nic.mac or "").lower())
+    tap = interface_taps(dom.XMLDesc(0)).get((nic.mac or "").lower())
     if tap is None:
         raise HostError(f"the NIC {nic.mac} of guest '{dom.name()}' has no tap on the host")
-    portfilter.apply(tap, v.vlans.get(nic.portid) if nic.portid is not None else None)
+    portfilter.apply(tap, v.vlan_of(nic.portid))
 
 
 def prepare_guest(conn: libvirt.virConnect, nics: list[NetworkDevice]) -> None:

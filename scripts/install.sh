@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install avio-kvm on this host: the commands into /opt/avio-kvm (a venv) with
-# links in /usr/local/bin, the systemd unit, and /etc/avio/guests. Run as root
-# after scripts/setup-host.sh. Enable the agent with:
+# links in /usr/local/bin, the systemd unit, /etc/avio/guests and the libvirt
+# qemu hook (vswitch bridges and port VLAN rules for guests libvirt starts
+# itself, autostart included). Run as root after scripts/setup-host.sh.
+# Enable the agent with:
 #   systemctl enable --now avio-agent
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,6 +18,7 @@ for command in hpvmcreate hpvmmodify hpvmstatus hpvmstart hpvmstop hpvmremove hp
 done
 install -D -m 0644 "$repo/systemd/avio-agent.service" /etc/systemd/system/avio-agent.service
 install -d -m 0755 /etc/avio/guests
+"$repo/scripts/install-libvirt-hook.sh" "$prefix/bin/avio-libvirt-hook"
 if [ -d /run/systemd/system ]; then
   systemctl daemon-reload
 fi

@@ -126,6 +126,16 @@ def read_domain(xml: str | bytes | etree._Element) -> Guest:
     return guest
 
 
+def interface_taps(xml: str | bytes | etree._Element) -> dict[str, str]:
+    """MAC -> host tap device of a running domain's interfaces."""
+    found = {}
+    for iface in parse_xml(xml).iterfind("devices/interface"):
+        mac, target = iface.find("mac"), iface.find("target")
+        if mac is not None and target is not None and target.get("dev"):
+            found[mac.get("address").lower()] = target.get("dev")
+    return found
+
+
 def _read_disk(
     disk: etree._Element,
     controllers: dict[int, etree._Element],

@@ -10,6 +10,7 @@ from translators import limits
 from translators.errors import HpvmError
 from translators.grammar import VSWITCH_NAME
 from translators.layout import table
+from translators.readback import interface_taps, read_domain
 
 NS = "urn:avio-kvm:vswitch:1"
 NS_PREFIX = "vsw"
@@ -24,6 +25,29 @@ class VSwitch:
     uplink: str | None = None
     up: bool = False  # started with -b (restored at boot), halted with -h
     vlans: dict[int, int] = field(default_factory=dict)  # port id -> VLAN id
+
+    def vlan_of(self, portid: int | None) -> int | None:
+        """The VLAN of a port (None: the port carries untagged traffic only)."""
+        return self.vlans.get(portid) if portid is not None else None
+
+
+@dataclass(frozen=True)
+class PortRule:
+    """What one running guest NIC's tap must enforce."""
+
+    tap: str
+    vlan: int | None
+
+
+def port_rules(domain_xml: str, vswitches: dict[str, VSwitch]) -> list[PortRule]:
+    """The rule of every NIC of a running domain that sits on one of `vswitches`."""
+    guest = read_domain(domain_xml)
+    taps = interface_taps(domain_xml)
+    return [
+        PortRule(taps[nic.mac], vswitches[nic.vswitch].vlan_of(nic.portid))
+        for nic in guest.networks
+        if nic.vswitch in vswitches and nic.mac in taps
+    ]
 
 
 def check_name(name: str) -> None:

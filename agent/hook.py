@@ -1,0 +1,76 @@
+"""libvirt's qemu hook: vswitch bridges and port rules for guests that libvirt starts itself.
+
+libvirt runs `/etc/libvirt/hooks/qemu.d/avio-kvm GUEST OPERATION SUBOPERATION -`
+with the domain XML on stdin (see scripts/libvirt-qemu-hook). Two operations
+matter, and both happen for every start, by `hpvmstart`, `virsh start` or
+autostart at boot:
+
+- `prepare`: before libvirt plugs the taps. An hpvmnet vswitch whose bridge is
+  gone (the host rebooted) is made again, with its uplink.
+- `started`: QEMU runs, its vCPUs do not yet. Each NIC's tap gets its port's
+  VLAN rule, so the guest never sends a frame through an unfiltered port.
+
+A failure exits 1 with one line on stderr: libvirt then does not start the
+guest. A hook must not call libvirt (it would deadlock), so the vswitch
+definitions are read from the files libvirt keeps them in.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from agent import netlink, portfilter
+from agent.errors import HostError
+from translators.readback import read_domain
+from translators.vswitch import VSwitch, port_rules, read_network
+
+NETWORKS_DIR = Path("/etc/libvirt/qemu/networks")
+PROG = "avio-libvirt-hook"
+
+
+def vswitch_definitions(directory: Path) -> dict[str, VSwitch]:
+    """The hpvmnet vswitches among libvirt's persistent network definitions."""
+    found = {}
+    for path in sorted(directory.glob("*.xml")):
+        v = read_network(path.read_text())
+        if v is not None:
+            found[v.name] = v
+    return found
+
+
+def prepare(domain_xml: str, vswitches: dict[str, VSwitch]) -> None:
+    """Every vswitch the guest uses has its bridge (and uplink)."""
+    for name in sorted({nic.vswitch for nic in read_domain(domain_xml).networks}):
+        v = vswitches.get(name)
+        if v is None or netlink.exists(v.name):
+            continue
+        netlink.ensure_bridge(v.name)
+        if v.uplink and netlink.exists(v.uplink) and netlink.master_of(v.uplink) is None:
+            netlink.enslave(v.uplink, v.name)
+
+
+def started(domain_xml: str, vswitches: dict[str, VSwitch]) -> None:
+    """Every NIC's tap enforces its port's VLAN rule."""
+    for rule in port_rules(domain_xml, vswitches):
+        portfilter.apply(rule.tap, rule.vlan)
+
+
+OPERATIONS = {"prepare": prepare, "started": started}
+
+
+def main() -> None:
+    operation = sys.argv[2] if len(sys.argv) > 2 else ""
+    handler = OPERATIONS.get(operation)
+    if handler is None:
+        sys.exit(0)
+    directory = Path(os.environ.get("AVIO_LIBVIRT_NETWORKS", NETWORKS_DIR))
+    try:
+        vswitches = vswitch_definitions(directory)
+        if vswitches:
+            handler(sys.stdin.read(), vswitches)
+    except (HostError, OSError) as err:
+        print(f"{PROG}: guest {sys.argv[1]}: {err}", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(0)

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install (or, with --remove, remove) the libvirt qemu hook that runs HOOK,
+# the avio-libvirt-hook command of an avio-kvm install. libvirt looks for hook
+# scripts when it starts, so it is restarted when the hook is new or changed.
+#   install-libvirt-hook.sh /opt/avio-kvm/bin/avio-libvirt-hook
+#   install-libvirt-hook.sh --remove
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+target=/etc/libvirt/hooks/qemu.d/avio-kvm
+
+restart_libvirtd() {
+  if [ -d /run/systemd/system ]; then
+    systemctl restart libvirtd
+  elif pgrep -x libvirtd >/dev/null; then
+    pkill -x libvirtd
+    while pgrep -x libvirtd >/dev/null; do sleep 0.1; done
+    libvirtd -d
+    until virsh -q -c qemu:///system version >/dev/null 2>&1; do sleep 0.1; done
+  fi
+}
+
+if [ "${1:-}" = --remove ]; then
+  rm -f "$target"
+  exit 0
+fi
+hook=${1:?usage: install-libvirt-hook.sh PATH-OF-avio-libvirt-hook | --remove}
+wanted=$(sed "s|@HOOK@|$hook|" "$repo/scripts/libvirt-qemu-hook")
+if [ "$(cat "$target" 2>/dev/null)" != "$wanted" ]; then
+  install -d -m 0755 "$(dirname "$target")"
+  printf '%s\n' "$wanted" > "$target.tmp"
+  chmod 0755 "$target.tmp"
+  mv "$target.tmp" "$target"
+  restart_libvirtd
+fi
