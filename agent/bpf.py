@@ -142,6 +142,6 @@ def load_tc_program(code: bytes, name: str) -> int:
     if fd < 0:
         errno = ctypes.get_errno()
         detail = log.value.decode(errors="replace").strip().splitlines()
-        reason = detail[-1] if detail else os.strerror(errno)
-        raise HostError(f"the kernel refused BPF program {name}: {os.strerror(errno)} ({reason})")
+        verifier = f" (verifier: {detail[-1]})" if detail else ""
+        raise HostError(f"the kernel refused BPF program {name}: {os.strerror(errno)}{verifier}")
     return fd

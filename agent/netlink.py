@@ -38,11 +38,17 @@ def is_up(name: str) -> bool:
         return index is not None and bool(ipr.link("get", index=index)[0]["flags"] & 1)
 
 
-def _no_ipv6(name: str) -> None:
-    """The host takes no address (not even IPv6 link-local) on a vswitch bridge."""
-    knob = Path(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6")
-    if knob.exists():
-        knob.write_text("1")
+IN6_ADDR_GEN_MODE_NONE = 1
+
+
+def _no_ipv6_address(ipr: IPRoute, index: int) -> None:
+    """The host takes no address on a vswitch bridge, not even IPv6 link-local.
+
+    Through netlink, so it needs no write access to /proc/sys (the agent's unit
+    keeps that read-only).
+    """
+    spec = [["AF_INET6", {"attrs": [["IFLA_INET6_ADDR_GEN_MODE", IN6_ADDR_GEN_MODE_NONE]]}]]
+    ipr.link("set", index=index, IFLA_AF_SPEC={"attrs": spec})
 
 
 def ensure_bridge(name: str) -> None:
@@ -53,7 +59,7 @@ def ensure_bridge(name: str) -> None:
             if index is None:
                 ipr.link("add", ifname=name, kind="bridge")
                 index = _index(ipr, name)
-                _no_ipv6(name)
+                _no_ipv6_address(ipr, index)
             ipr.link("set", index=index, state="up")
         except NetlinkError as err:
             raise HostError(f"cannot create bridge {name}: {err.args[1]}") from None

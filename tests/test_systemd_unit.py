@@ -27,7 +27,7 @@ def test_unit_contract():
     assert u["Service"]["Type"] == "notify"
     assert u["Service"]["Restart"] == "on-failure"
     assert "libvirtd.service" in u["Unit"]["After"] and "libvirtd.service" in u["Unit"]["Wants"]
-    assert u["Service"]["CapabilityBoundingSet"] == ""
+    assert u["Service"]["CapabilityBoundingSet"] == "CAP_NET_ADMIN CAP_BPF"
     assert u["Service"]["ExecStart"].startswith("/usr/local/bin/avio-agent ")
 
 

@@ -14,6 +14,7 @@ import uuid
 import pytest
 
 from agent import netlink, portfilter
+from tests.conftest import REPO
 from tests.host.conftest import require_host
 from tests.host.frames import received, run_in
 from tests.host.guestkit import BIN, AgentProcess, Host, build_tiny_guest, free_port, hpvm
@@ -329,3 +330,43 @@ def test_the_agent_sets_rules_on_guests_started_and_plugged_by_others(net, host)
         wait_for_rule(plugged, "none")
     finally:
         agent.stop()
+
+
+def unit_capabilities() -> str:
+    """The agent unit's capability bounding set, as setpriv takes it: -all,+net_admin,..."""
+    unit = (REPO / "systemd/avio-agent.service").read_text()
+    line = next(x for x in unit.splitlines() if x.startswith("CapabilityBoundingSet="))
+    names = line.split("=", 1)[1].split()
+    return ",".join(["-all", *(f"+{n.lower().removeprefix('cap_')}" for n in names)])
+
+
+def test_the_agent_needs_only_its_units_capabilities(net, host):
+    """avio-agent --once with the unit's capabilities and /proc/sys read-only (its
+    sandbox, short of systemd) restores a vswitch bridge and a guest's port rule."""
+    local, spare = net.vswitch(), net.vswitch()
+    port_vlan(local, 5, 30)
+    name = host.guest_name()
+    kernel, initrd = build_tiny_guest()
+    hpvm(
+        "hpvmcreate", "-P", name, "-B", "manual", "-a", f"network:lan::vswitch:{local}:portid:5",
+        "--kernel", str(kernel), "--initrd", str(initrd), "--cmdline", "console=ttyS0 quiet",
+    )  # fmt: skip
+    hpvm("hpvmstart", "-P", name)
+    (tap,) = taps(name).values()
+    sh("tc", "qdisc", "del", "dev", tap, "clsact")  # the rule is lost
+    sh("ip", "link", "del", spare)  # and a started vswitch's bridge
+    assert portfilter.current(tap) is None and not netlink.exists(spare)
+    sandbox = (
+        "mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys && "
+        f'exec setpriv --bounding-set={unit_capabilities()} --no-new-privs "$@"'
+    )
+    agent = [str(BIN / "avio-agent"), "--once", "--guests-dir", "/nonexistent-avio-test"]
+    result = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", sandbox, "sh", *agent],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert portfilter.current(tap) == "30"
+    assert netlink.is_up(spare) and not netlink.ipv4_of(spare)
+    assert "inet6" not in sh("ip", "-6", "addr", "show", "dev", spare).stdout
