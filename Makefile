@@ -36,6 +36,7 @@ bench: venv
 	$(BIN)/python bench/translate.py
 	$(BIN)/python bench/hotplug.py
 	$(BIN)/python bench/resize.py
+	$(BIN)/python bench/vlan.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
