@@ -93,6 +93,7 @@ class Pair:
             ns, near = f"avbn{i}{self.tag}", f"avb{i}{self.tag}"
             sh("ip", "netns", "add", ns)
             sh("ip", "link", "add", near, "type", "veth", "peer", "name", "eth0", "netns", ns)
+            sh("sysctl", "-qw", f"net.ipv6.conf.{near}.disable_ipv6=1")
             sh("ip", "-n", ns, "addr", "add", f"169.254.200.{i}/16", "dev", "eth0")
             sh("ip", "-n", ns, "link", "set", "eth0", "up")
             sh("ip", "-n", ns, "link", "set", "lo", "up")

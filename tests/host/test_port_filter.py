@@ -40,6 +40,7 @@ class Switch:
             near, far, ns = self.names(port)
             sh("ip", "netns", "add", ns)
             sh("ip", "link", "add", near, "type", "veth", "peer", "name", far, "netns", ns)
+            sh("sysctl", "-qw", f"net.ipv6.conf.{near}.disable_ipv6=1")  # host: no address
             self.made.append(near)
             sh("ip", "-n", ns, "link", "set", far, "up")
             sh("ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{far}.disable_ipv6=1")

@@ -48,6 +48,7 @@ class Net:
         sh("ip", "netns", "add", ns)
         self.namespaces.append(ns)
         sh("ip", "link", "add", near, "type", "veth", "peer", "name", far)
+        sh("sysctl", "-qw", f"net.ipv6.conf.{near}.disable_ipv6=1")  # host: no address
         self.links.append(near)
         sh("ip", "link", "set", far, "netns", ns)
         sh("ip", "-n", ns, "addr", "add", address, "dev", far)
