@@ -13,7 +13,8 @@ from agent.errors import HostError
 
 
 @contextlib.contextmanager
-def _ipr() -> Iterator[IPRoute]:
+def route_socket() -> Iterator[IPRoute]:
+    """A netlink route socket, closed afterwards."""
     ipr = IPRoute()
     try:
         yield ipr
@@ -27,13 +28,13 @@ def _index(ipr: IPRoute, name: str) -> int | None:
 
 
 def exists(name: str) -> bool:
-    with _ipr() as ipr:
+    with route_socket() as ipr:
         return _index(ipr, name) is not None
 
 
 def is_up(name: str) -> bool:
     """Is the interface administratively up?"""
-    with _ipr() as ipr:
+    with route_socket() as ipr:
         index = _index(ipr, name)
         return index is not None and bool(ipr.link("get", index=index)[0]["flags"] & 1)
 
@@ -53,7 +54,7 @@ def _no_ipv6_address(ipr: IPRoute, index: int) -> None:
 
 def ensure_bridge(name: str) -> None:
     """Create the bridge and bring it up (port VLANs are enforced per port: `portfilter`)."""
-    with _ipr() as ipr:
+    with route_socket() as ipr:
         index = _index(ipr, name)
         try:
             if index is None:
@@ -66,14 +67,14 @@ def ensure_bridge(name: str) -> None:
 
 
 def set_down(name: str) -> None:
-    with _ipr() as ipr:
+    with route_socket() as ipr:
         index = _index(ipr, name)
         if index is not None:
             ipr.link("set", index=index, state="down")
 
 
 def delete(name: str) -> None:
-    with _ipr() as ipr:
+    with route_socket() as ipr:
         index = _index(ipr, name)
         if index is not None:
             ipr.link("del", index=index)
@@ -81,7 +82,7 @@ def delete(name: str) -> None:
 
 def master_of(name: str) -> str | None:
     """The bridge an interface is a port of, if any."""
-    with _ipr() as ipr:
+    with route_socket() as ipr:
         index = _index(ipr, name)
         if index is None:
             return None
@@ -97,7 +98,7 @@ def is_bridge(name: str) -> bool:
 
 def enslave(uplink: str, bridge: str) -> None:
     """Make the host interface `uplink` a port of `bridge`, and bring it up."""
-    with _ipr() as ipr:
+    with route_socket() as ipr:
         port, master = _index(ipr, uplink), _index(ipr, bridge)
         if port is None:
             raise HostError(f"uplink {uplink} does not exist")
@@ -109,20 +110,20 @@ def enslave(uplink: str, bridge: str) -> None:
 
 
 def release(uplink: str) -> None:
-    with _ipr() as ipr:
+    with route_socket() as ipr:
         port = _index(ipr, uplink)
         if port is not None:
             ipr.link("set", index=port, master=0)
 
 
 def mac_of(name: str) -> str | None:
-    with _ipr() as ipr:
+    with route_socket() as ipr:
         index = _index(ipr, name)
         return ipr.link("get", index=index)[0].get("IFLA_ADDRESS") if index else None
 
 
 def ipv4_of(name: str) -> str | None:
-    with _ipr() as ipr:
+    with route_socket() as ipr:
         index = _index(ipr, name)
         if index is None:
             return None

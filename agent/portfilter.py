@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-from collections.abc import Iterator
 
 from pyroute2.iproute.linux import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -38,6 +37,7 @@ from agent.bpf import (
     mov_imm,
 )
 from agent.errors import HostError
+from agent.netlink import route_socket
 
 # struct __sk_buff field offsets (linux/bpf.h), all u32.
 SKB_PROTOCOL = 16
@@ -109,15 +109,6 @@ def rule_name(vlan: int | None) -> str:
     return f"{NAME_PREFIX}{'none' if vlan is None else vlan}"
 
 
-@contextlib.contextmanager
-def _ipr() -> Iterator[IPRoute]:
-    ipr = IPRoute()
-    try:
-        yield ipr
-    finally:
-        ipr.close()
-
-
 def _attach(ipr: IPRoute, index: int, parent: str, program: Program, name: str) -> None:
     fd = bpf.load_tc_program(bpf.assemble(program), "avio_port")
     try:
@@ -150,7 +141,7 @@ def ensure(tap: str, vlan: int | None) -> None:
 
 def attach(tap: str, ingress: Program, egress: Program, name: str) -> None:
     """Put the two programs on `tap`, replacing its rule one direction at a time."""
-    with _ipr() as ipr:
+    with route_socket() as ipr:
         found = ipr.link_lookup(ifname=tap)
         if not found:
             return  # the guest stopped meanwhile: its tap is gone
@@ -167,7 +158,7 @@ def attach(tap: str, ingress: Program, egress: Program, name: str) -> None:
 
 def current(tap: str) -> str | None:
     """The rule a tap enforces ('10', 'none'), or None without a (complete) rule."""
-    with _ipr() as ipr:
+    with route_socket() as ipr:
         found = ipr.link_lookup(ifname=tap)
         if not found:
             return None
