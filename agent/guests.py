@@ -92,9 +92,22 @@ def port_rule(
 
 
 def refresh_vlans(conn: libvirt.virConnect, dom: libvirt.virDomain, changes: list[Change]) -> None:
-    """A NIC plugged or moved on a running guest: its vswitch port's VLAN."""
-    nics = [c.device for c in changes if isinstance(c.device, NetworkDevice)]
-    if nics and dom.isActive() and vswitch_store.managed(conn, nics):
-        from agent import vswitches  # netlink (pyroute2) only when needed
+    """NICs plugged or moved on a running guest: their vswitch ports' rules.
 
-        vswitches.apply_guest(conn, nics)
+    A NIC moved onto a bridge that is not an hpvmnet vswitch loses its rule.
+    """
+    nics = [
+        c for c in changes if isinstance(c.device, NetworkDevice) and c.action is not Action.DETACH
+    ]
+    if not nics or not dom.isActive():
+        return
+    managed = {v.name for v in vswitch_store.all_vswitches(conn)}
+    onto = [c.device for c in nics if c.device.vswitch in managed]
+    off = [c.device for c in nics if c.device.vswitch not in managed and c.action is Action.UPDATE]
+    if not onto and not off:
+        return
+    from agent import vswitches  # netlink (pyroute2) only when needed
+
+    vswitches.apply_guest(conn, onto)
+    for nic in off:
+        vswitches.release_nic(dom, nic)

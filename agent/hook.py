@@ -21,8 +21,9 @@ import os
 import sys
 from pathlib import Path
 
+from lxml import etree
+
 from agent import netlink, portfilter
-from agent.errors import HostError
 from translators.readback import read_domain
 from translators.vswitch import VSwitch, port_rules, read_network
 
@@ -31,10 +32,16 @@ PROG = "avio-libvirt-hook"
 
 
 def vswitch_definitions(directory: Path) -> dict[str, VSwitch]:
-    """The hpvmnet vswitches among libvirt's persistent network definitions."""
+    """The hpvmnet vswitches among libvirt's persistent network definitions.
+
+    A file that does not parse is libvirt's problem, not a reason to stop guests.
+    """
     found = {}
     for path in sorted(directory.glob("*.xml")):
-        v = read_network(path.read_text())
+        try:
+            v = read_network(path.read_text())
+        except (OSError, etree.XMLSyntaxError):
+            continue
         if v is not None:
             found[v.name] = v
     return found
@@ -70,7 +77,7 @@ def main() -> None:
         vswitches = vswitch_definitions(directory)
         if vswitches:
             handler(sys.stdin.read(), vswitches)
-    except (HostError, OSError) as err:
+    except Exception as err:  # one line for libvirt's error message, never a traceback
         print(f"{PROG}: guest {sys.argv[1]}: {err}", file=sys.stderr)
         sys.exit(1)
     sys.exit(0)

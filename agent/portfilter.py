@@ -156,6 +156,15 @@ def attach(tap: str, ingress: Program, egress: Program, name: str) -> None:
             raise HostError(f"cannot set the VLAN rule on {tap}: {err.args[1]}") from None
 
 
+def remove(tap: str) -> None:
+    """Take the rule off `tap` (its clsact qdisc, with both programs)."""
+    with route_socket() as ipr:
+        found = ipr.link_lookup(ifname=tap)
+        if found:
+            with contextlib.suppress(NetlinkError):  # none there
+                ipr.tc("del", "clsact", found[0])
+
+
 def current(tap: str) -> str | None:
     """The rule a tap enforces ('10', 'none'), or None without a (complete) rule."""
     with route_socket() as ipr:

@@ -74,6 +74,13 @@ def apply_nic(conn: libvirt.virConnect, dom: libvirt.virDomain, nic: NetworkDevi
     portfilter.apply(tap, v.vlan_of(nic.portid))
 
 
+def release_nic(dom: libvirt.virDomain, nic: NetworkDevice) -> None:
+    """A running guest's NIC left the hpvmnet vswitches: its tap keeps no port rule."""
+    tap = interface_taps(dom.XMLDesc(0)).get((nic.mac or "").lower())
+    if tap is not None:
+        portfilter.remove(tap)
+
+
 def prepare_guest(conn: libvirt.virConnect, nics: list[NetworkDevice]) -> None:
     """Before a guest starts: every vswitch it uses that we manage has its bridge up."""
     for name in {nic.vswitch for nic in nics}:

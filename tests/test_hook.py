@@ -63,6 +63,7 @@ def hook(*args: str, networks, stdin: str = "") -> subprocess.CompletedProcess:
 
 def test_other_operations_and_guests_off_vswitches_pass(tmp_path):
     (tmp_path / "sw9.xml").write_text(render_network(VSwitch("sw9", 1)))
+    (tmp_path / "broken.xml").write_text("<network><name>x</nam")  # not ours to judge
     for operation in ("start", "stopped", "release", "migrate", "restore", "reconnect"):
         assert hook("g1", operation, "begin", "-", networks=tmp_path).returncode == 0
     result = hook("g1", "started", "begin", "-", networks=tmp_path, stdin=LIVE_DOMAIN)

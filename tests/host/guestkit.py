@@ -97,13 +97,18 @@ class Host:
         self.bridges.append(name)
         return name
 
-    def boot_guest(
-        self, *statements: str, memory: str = "256M", cmdline: str = "", name: str | None = None
-    ) -> tuple[str, ConsoleLog]:
-        """Create and start a tiny guest with these resource statements; wait for its report."""
+    def define_guest(
+        self,
+        *statements: str,
+        memory: str = "256M",
+        cmdline: str = "",
+        name: str | None = None,
+        boot: str = "manual",
+    ) -> str:
+        """Create (not start) a tiny guest with these resource statements; returns its name."""
         kernel, initrd = build_tiny_guest()
         name = name or self.guest_name()
-        argv = ["-P", name, "-O", "linux", "-r", memory, "-B", "manual"]
+        argv = ["-P", name, "-O", "linux", "-r", memory, "-B", boot]
         for statement in statements:
             argv += ["-a", statement]
         hpvm(
@@ -116,6 +121,13 @@ class Host:
             "--cmdline",
             f"console=ttyS0 quiet {cmdline}".strip(),
         )
+        return name
+
+    def boot_guest(
+        self, *statements: str, memory: str = "256M", cmdline: str = "", name: str | None = None
+    ) -> tuple[str, ConsoleLog]:
+        """Create and start a tiny guest with these resource statements; wait for its report."""
+        name = self.define_guest(*statements, memory=memory, cmdline=cmdline, name=name)
         log = ConsoleLog(f"/var/log/libvirt/qemu/{name}-console.log")
         hpvm("hpvmstart", "-P", name)
         log.wait_for(r"^AVIO ready", timeout=120)

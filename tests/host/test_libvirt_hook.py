@@ -15,7 +15,7 @@ import pytest
 from agent import netlink, portfilter
 from tests.conftest import REPO
 from tests.host.conftest import require_host
-from tests.host.guestkit import ConsoleLog, Host, build_tiny_guest, hpvm, restart_libvirtd
+from tests.host.guestkit import ConsoleLog, Host, restart_libvirtd
 from tests.host.test_vswitch import Net, port_vlan, sh, taps, vlan_host
 
 pytestmark = pytest.mark.integration
@@ -50,14 +50,12 @@ def test_autostart_after_a_reboot_restores_the_bridge_and_the_port_vlan(net, hos
     vlan_host(ns, f"avtpe{net.tag}", 10, "169.254.83.10/16")
     vswitch = net.vswitch(uplink)
     port_vlan(vswitch, 7, 10)
-    name = host.guest_name()
-    kernel, initrd = build_tiny_guest()
-    hpvm(
-        "hpvmcreate", "-P", name, "-B", "auto", "-r", "192M",
-        "-a", f"network:avio_lan::vswitch:{vswitch}:portid:7",
-        "--kernel", str(kernel), "--initrd", str(initrd),
-        "--cmdline", "console=ttyS0 quiet avio.ip=169.254.83.1/16 avio.ping=169.254.83.10",
-    )  # fmt: skip
+    name = host.define_guest(
+        f"network:avio_lan::vswitch:{vswitch}:portid:7",
+        memory="192M",
+        cmdline="avio.ip=169.254.83.1/16 avio.ping=169.254.83.10",
+        boot="auto",
+    )
     log = ConsoleLog(f"/var/log/libvirt/qemu/{name}-console.log")
     # What a reboot leaves: no bridge, the uplink free, libvirt starting afresh.
     sh("ip", "link", "del", vswitch)

@@ -17,7 +17,7 @@ from agent import netlink, portfilter
 from tests.conftest import REPO
 from tests.host.conftest import require_host
 from tests.host.frames import received, run_in
-from tests.host.guestkit import BIN, AgentProcess, Host, build_tiny_guest, free_port, hpvm
+from tests.host.guestkit import BIN, AgentProcess, Host, free_port, hpvm
 
 pytestmark = pytest.mark.integration
 
@@ -302,23 +302,7 @@ def test_the_agent_sets_rules_on_guests_started_and_plugged_by_others(net, host)
     """`virsh start` and `virsh attach-interface` bypass hpvm*: the agent follows libvirt."""
     local = net.vswitch()
     port_vlan(local, 5, 30)
-    name = host.guest_name()
-    kernel, initrd = build_tiny_guest()
-    hpvm(
-        "hpvmcreate",
-        "-P",
-        name,
-        "-B",
-        "manual",
-        "-a",
-        f"network:lan::vswitch:{local}:portid:5",
-        "--kernel",
-        str(kernel),
-        "--initrd",
-        str(initrd),
-        "--cmdline",
-        "console=ttyS0 quiet",
-    )
+    name = host.define_guest(f"network:lan::vswitch:{local}:portid:5")
     agent = AgentProcess(host.tmp / "guests", host.tmp / "agent.log", free_port())
     (host.tmp / "guests").mkdir()
     agent.start()
@@ -346,12 +330,7 @@ def test_the_agent_needs_only_its_units_capabilities(net, host):
     sandbox, short of systemd) restores a vswitch bridge and a guest's port rule."""
     local, spare = net.vswitch(), net.vswitch()
     port_vlan(local, 5, 30)
-    name = host.guest_name()
-    kernel, initrd = build_tiny_guest()
-    hpvm(
-        "hpvmcreate", "-P", name, "-B", "manual", "-a", f"network:lan::vswitch:{local}:portid:5",
-        "--kernel", str(kernel), "--initrd", str(initrd), "--cmdline", "console=ttyS0 quiet",
-    )  # fmt: skip
+    name = host.define_guest(f"network:lan::vswitch:{local}:portid:5")
     hpvm("hpvmstart", "-P", name)
     (tap,) = taps(name).values()
     sh("tc", "qdisc", "del", "dev", tap, "clsact")  # the rule is lost
@@ -371,3 +350,16 @@ def test_the_agent_needs_only_its_units_capabilities(net, host):
     assert portfilter.current(tap) == "30"
     assert netlink.is_up(spare) and not netlink.ipv4_of(spare)
     assert "inet6" not in sh("ip", "-6", "addr", "show", "dev", spare).stdout
+
+
+def test_a_nic_moved_off_the_vswitches_loses_its_rule(net, host):
+    local, plain = net.vswitch(), host.bridge()
+    port_vlan(local, 4, 10)
+    name = host.define_guest(f"network:lan:0,1:vswitch:{local}:portid:4")
+    hpvm("hpvmstart", "-P", name)
+    (tap,) = taps(name).values()
+    assert portfilter.current(tap) == "10"
+    hpvm("hpvmmodify", "-P", name, "-m", f"network:lan:0,1:vswitch:{plain}")
+    assert netlink.master_of(tap) == plain and portfilter.current(tap) is None
+    hpvm("hpvmmodify", "-P", name, "-m", f"network:lan:0,1:vswitch:{local}:portid:4")
+    assert netlink.master_of(tap) == local and portfilter.current(tap) == "10"
