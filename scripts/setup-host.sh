@@ -13,7 +13,7 @@ set -euo pipefail
 PACKAGES=(
   qemu-system-x86 libvirt-daemon-system libvirt-clients libvirt-dev
   pkg-config udev busybox-static cpio kmod iproute2 virtinst
-  python3-venv libxml2-utils
+  python3-venv libxml2-utils procps
 )
 TEST_PACKAGES=(shellcheck vagrant vagrant-libvirt)
 
