@@ -23,7 +23,6 @@ from pathlib import Path
 
 from lxml import etree
 
-from agent import netlink, portfilter
 from translators.readback import read_domain
 from translators.vswitch import VSwitch, port_rules, read_network
 
@@ -51,8 +50,10 @@ def prepare(domain_xml: str, vswitches: dict[str, VSwitch]) -> None:
     """Every vswitch the guest uses has its bridge (and uplink)."""
     for name in sorted({nic.vswitch for nic in read_domain(domain_xml).networks}):
         v = vswitches.get(name)
-        if v is None or netlink.exists(v.name):
+        if v is None or Path(f"/sys/class/net/{v.name}").exists():
             continue
+        from agent import netlink  # pyroute2 (80 ms to import) only when a bridge is missing
+
         netlink.ensure_bridge(v.name)
         if v.uplink and netlink.exists(v.uplink) and netlink.master_of(v.uplink) is None:
             netlink.enslave(v.uplink, v.name)
@@ -60,8 +61,12 @@ def prepare(domain_xml: str, vswitches: dict[str, VSwitch]) -> None:
 
 def started(domain_xml: str, vswitches: dict[str, VSwitch]) -> None:
     """Every NIC's tap enforces its port's VLAN rule."""
-    for rule in port_rules(domain_xml, vswitches):
-        portfilter.apply(rule.tap, rule.vlan)
+    rules = port_rules(domain_xml, vswitches)
+    if rules:
+        from agent import portfilter  # pyroute2 only for guests on vswitches
+
+        for rule in rules:
+            portfilter.apply(rule.tap, rule.vlan)
 
 
 OPERATIONS = {"prepare": prepare, "started": started}

@@ -6,7 +6,10 @@
    network definition saved, the guest's tap rule replaced): median;
 3. traffic between two namespaces through a bridge, both ports on VLAN 10
    (tagged inside the bridge, untagged at the ports) against the same ports
-   with no rules at all: TCP throughput and UDP request/response round trips.
+   with no rules at all: TCP throughput and UDP request/response round trips;
+4. `virsh start` of a guest on a vswitch with the libvirt qemu hook and
+   without it (the hook is installed for this and removed again, unless it
+   was installed already: then only "with" is measured).
 Needs root (make host). No addresses leave the machine (169.254/16 only).
 
     .venv/bin/python bench/vlan.py [--applies N]
@@ -150,6 +153,40 @@ def hpvmnet_u(rounds: int) -> list[float]:
         hpvm("hpvmnet", "-d", "-F", "-S", vswitch, check=False)
 
 
+HOOK = Path("/etc/libvirt/hooks/qemu.d/avio-kvm")
+INSTALLER = Path(__file__).resolve().parents[1] / "scripts/install-libvirt-hook.sh"
+
+
+def start_times(rounds: int) -> dict[str, list[float]]:
+    """`virsh start` wall times of a guest on a vswitch, with and without the hook."""
+    host = Host()
+    vswitch = f"avbs{uuid.uuid4().hex[:5]}"
+    installed_before = HOOK.exists()
+    try:
+        hpvm("hpvmnet", "-c", "-S", vswitch)
+        hpvm("hpvmnet", "-b", "-S", vswitch)
+        hpvm("hpvmnet", "-S", vswitch, "-u", "portid:1:vlanid:10")
+        name = host.define_guest(f"network:lan::vswitch:{vswitch}:portid:1", memory="128M")
+        found: dict[str, list[float]] = {}
+        modes = ["with"] if installed_before else ["with", "without"]
+        for mode in modes:
+            if mode == "with" and not installed_before:
+                sh(str(INSTALLER), str(Path(sys.executable).parent / "avio-libvirt-hook"))
+            if mode == "without":
+                sh(str(INSTALLER), "--remove")
+            for _ in range(rounds):
+                start = time.perf_counter()
+                sh("virsh", "start", name)
+                found.setdefault(mode, []).append(time.perf_counter() - start)
+                sh("virsh", "destroy", name)
+        return found
+    finally:
+        if not installed_before:
+            sh(str(INSTALLER), "--remove")
+        host.cleanup()
+        hpvm("hpvmnet", "-d", "-F", "-S", vswitch, check=False)
+
+
 def ms(samples: list[float], q: float) -> float:
     return sorted(samples)[min(len(samples) - 1, int(q * len(samples)))] * 1e3
 
@@ -187,6 +224,11 @@ def main() -> None:
     print(
         f"UDP round trip, median of 3000: {rtt[False]:.1f} us without rules, "
         f"{rtt[True]:.1f} us on VLAN 10 (+{rtt[True] - rtt[False]:.1f} us)"
+    )
+    starts = start_times(5)
+    print(
+        "virsh start of a guest on a vswitch (5x): "
+        + ", ".join(f"{mode} the hook {ms(t, 0.5):.0f} ms" for mode, t in starts.items())
     )
 
 
