@@ -46,8 +46,11 @@ def run_in(ns: str, *args: str, wait: bool = True) -> subprocess.Popen | None:
     return listener
 
 
-def received(listener: subprocess.Popen) -> list[dict]:
-    """The frames a listener reported, once its time is up."""
+def received(listener: subprocess.Popen, stop_after: float | None = None) -> list[dict]:
+    """The frames a listener reported: once its time is up, or `stop_after` seconds from now."""
+    if stop_after is not None:
+        time.sleep(stop_after)
+        listener.terminate()  # it prints each frame as it comes: nothing is lost
     out, _ = listener.communicate(timeout=60)
     return [json.loads(line) for line in out.splitlines()]
 

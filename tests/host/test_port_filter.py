@@ -9,6 +9,7 @@ is decided by the port rules alone. Nothing here has an IP address.
 from __future__ import annotations
 
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -61,14 +62,15 @@ class Switch:
         listeners = {}
         for port in [*PORTS, "u"]:
             _, far, ns = self.names(port)
-            listeners[port] = run_in(ns, "listen", far, "3", wait=False)
+            listeners[port] = run_in(ns, "listen", far, "60", wait=False)
         for port, marker, vlan in sends:
             _, far, ns = self.names(port)
             run_in(ns, "send", far, marker, *(["--vlan", str(vlan)] if vlan else []))
+        time.sleep(0.5)  # the last frame's way through the bridge
         return {
             (port, frame["marker"], frame["vlan"])
             for port, listener in listeners.items()
-            for frame in received(listener)
+            for frame in received(listener, stop_after=0)
             if "marker" in frame
         }
 
