@@ -92,22 +92,23 @@ def port_rule(
 
 
 def refresh_vlans(conn: libvirt.virConnect, dom: libvirt.virDomain, changes: list[Change]) -> None:
-    """NICs plugged or moved on a running guest: their vswitch ports' rules.
+    """NICs moved on a running guest: their vswitch ports' rules.
 
     A NIC moved onto a bridge that is not an hpvmnet vswitch loses its rule.
+    (A plugged NIC got its rule before its link came up: `port_rule`.)
     """
-    nics = [
-        c for c in changes if isinstance(c.device, NetworkDevice) and c.action is not Action.DETACH
+    moved = [
+        c.device
+        for c in changes
+        if isinstance(c.device, NetworkDevice) and c.action is Action.UPDATE
     ]
-    if not nics or not dom.isActive():
+    if not moved or not dom.isActive():
         return
     managed = {v.name for v in vswitch_store.all_vswitches(conn)}
-    onto = [c.device for c in nics if c.device.vswitch in managed]
-    off = [c.device for c in nics if c.device.vswitch not in managed and c.action is Action.UPDATE]
-    if not onto and not off:
-        return
+    off = [nic for nic in moved if nic.vswitch not in managed]
     from agent import vswitches  # netlink (pyroute2) only when needed
 
-    vswitches.apply_guest(conn, onto)
+    if len(off) < len(moved):
+        vswitches.apply_guest(conn, dom)
     for nic in off:
         vswitches.release_nic(dom, nic)

@@ -105,8 +105,13 @@ def to_guest(vlan: int | None) -> Program:
     return program + _drop_if_tagged() + _verdicts()
 
 
+def _label(vlan: int | None) -> str:
+    """A rule as `current()` reports it: the VLAN id, or 'none'."""
+    return "none" if vlan is None else str(vlan)
+
+
 def rule_name(vlan: int | None) -> str:
-    return f"{NAME_PREFIX}{'none' if vlan is None else vlan}"
+    return f"{NAME_PREFIX}{_label(vlan)}"
 
 
 def _attach(ipr: IPRoute, index: int, parent: str, program: Program, name: str) -> None:
@@ -135,7 +140,7 @@ def apply(tap: str, vlan: int | None) -> None:
 
 def ensure(tap: str, vlan: int | None) -> None:
     """`apply`, unless the tap enforces that rule already."""
-    if current(tap) != ("none" if vlan is None else str(vlan)):
+    if current(tap) != _label(vlan):
         apply(tap, vlan)
 
 

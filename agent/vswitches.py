@@ -15,7 +15,7 @@ from agent.inventory import entries, live_guest
 from agent.vswitch_store import all_vswitches, find, get, local_vswitches, save, undefine
 from translators.model import NetworkDevice
 from translators.readback import interface_taps
-from translators.vswitch import PortRow, SwitchRow, VSwitch
+from translators.vswitch import PortRow, SwitchRow, VSwitch, port_rules
 
 __all__ = ["all_vswitches", "find", "get", "local_vswitches", "save", "undefine"]
 
@@ -63,12 +63,16 @@ def apply_vlans(conn: libvirt.virConnect, v: VSwitch) -> None:
             portfilter.ensure(port.tap, v.vlan_of(port.nic.portid))
 
 
+def _tap_of(dom: libvirt.virDomain, nic: NetworkDevice) -> str | None:
+    return interface_taps(dom.XMLDesc(0)).get((nic.mac or "").lower())
+
+
 def apply_nic(conn: libvirt.virConnect, dom: libvirt.virDomain, nic: NetworkDevice) -> None:
     """One NIC of a running guest gets its port's rule (`nic` as planned: port id known)."""
     v = find(conn, nic.vswitch)
     if v is None:
         return
-    tap = interface_taps(dom.XMLDesc(0)).get((nic.mac or "").lower())
+    tap = _tap_of(dom, nic)
     if tap is None:
         raise HostError(f"the NIC {nic.mac} of guest '{dom.name()}' has no tap on the host")
     portfilter.apply(tap, v.vlan_of(nic.portid))
@@ -76,7 +80,7 @@ def apply_nic(conn: libvirt.virConnect, dom: libvirt.virDomain, nic: NetworkDevi
 
 def release_nic(dom: libvirt.virDomain, nic: NetworkDevice) -> None:
     """A running guest's NIC left the hpvmnet vswitches: its tap keeps no port rule."""
-    tap = interface_taps(dom.XMLDesc(0)).get((nic.mac or "").lower())
+    tap = _tap_of(dom, nic)
     if tap is not None:
         portfilter.remove(tap)
 
@@ -89,12 +93,11 @@ def prepare_guest(conn: libvirt.virConnect, nics: list[NetworkDevice]) -> None:
             start(conn, v)
 
 
-def apply_guest(conn: libvirt.virConnect, nics: list[NetworkDevice]) -> None:
-    """After a guest starts or gets a NIC: its ports' VLANs."""
-    for name in {nic.vswitch for nic in nics}:
-        v = find(conn, name)
-        if v is not None:
-            apply_vlans(conn, v)
+def apply_guest(conn: libvirt.virConnect, dom: libvirt.virDomain) -> None:
+    """A running guest's NICs on hpvmnet vswitches get their ports' rules (as the hook does)."""
+    by_name = {v.name: v for v in all_vswitches(conn)}
+    for rule in port_rules(dom.XMLDesc(0), by_name):
+        portfilter.ensure(rule.tap, rule.vlan)
 
 
 def switch_row(v: VSwitch) -> SwitchRow:

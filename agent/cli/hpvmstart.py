@@ -34,7 +34,7 @@ def start(argv: list[str]) -> int:
             # Paused until every port has its VLAN rule: the guest never sends unfiltered.
             dom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED)
             try:
-                vswitches.apply_guest(conn, nics)
+                vswitches.apply_guest(conn, dom)
             except HostError:
                 dom.destroy()
                 raise

@@ -29,7 +29,7 @@ from agent.daemon.sizes import Verdict, decide, host_size
 from agent.daemon.sources import BlockEvent, ConfigEvent, start_config_source, start_udev_source
 from agent.errors import HostError
 from agent.guests import change_devices, define_guest
-from agent.inventory import config_guest, live_guest
+from agent.inventory import config_guest
 from agent.removal import RemovalWatch
 from agent.settings import GuestSettings, apply_settings
 from translators.errors import HpvmError
@@ -372,7 +372,7 @@ class Agent:
             return
         if not dom.isActive():
             return
-        vswitches.apply_guest(self.conn, live_guest(dom).networks)
+        vswitches.apply_guest(self.conn, dom)
         self._replug_missing(dom)
         for target, source in block_disks(dom.XMLDesc(0)):
             number = devnum_of(source)
@@ -387,7 +387,7 @@ class Agent:
         except libvirt.libvirtError:
             return
         if dom.isActive():
-            vswitches.apply_guest(self.conn, live_guest(dom).networks)
+            vswitches.apply_guest(self.conn, dom)
 
     def reconcile(self) -> None:
         """Level-triggered safety net: apply every config file, fix every disk's size."""
