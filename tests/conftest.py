@@ -20,8 +20,9 @@ settings.register_profile(
 settings.load_profile("avio")
 
 REPO = Path(__file__).resolve().parents[1]
-SEED = REPO.parent / "shared" / "seed" / "000_32163bd88b34da36.txt"
 DATA = Path(__file__).resolve().parent / "data"
+# The source text's examples and sample output, kept in the repository (see the file).
+SEED = DATA / "seed-examples.txt"
 GOLDEN = Path(__file__).resolve().parent / "golden"
 REGENERATE = os.environ.get("AVIO_REGENERATE") == "1"
 
