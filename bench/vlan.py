@@ -9,7 +9,10 @@
    with no rules at all: TCP throughput and UDP request/response round trips;
 4. `virsh start` of a guest on a vswitch with the libvirt qemu hook and
    without it (the hook is installed for this and removed again, unless it
-   was installed already: then only "with" is measured).
+   was installed already: then only "with" is measured);
+5. the window during which a NIC plugged by another tool (`virsh
+   attach-interface --alias ...`) has no port rule yet: from the call and
+   from its return to the agent's rule on the new tap.
 Needs root (make host). No addresses leave the machine (169.254/16 only).
 
     .venv/bin/python bench/vlan.py [--applies N]
@@ -28,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent import netlink, portfilter
-from tests.host.guestkit import Host, hpvm
+from tests.host.guestkit import AgentProcess, Host, free_port, hpvm
 
 SENDER = """
 import socket, sys, time
@@ -187,6 +190,53 @@ def start_times(rounds: int) -> dict[str, list[float]]:
         hpvm("hpvmnet", "-d", "-F", "-S", vswitch, check=False)
 
 
+def tap_names(name: str) -> set[str]:
+    out = sh("virsh", "-q", "domiflist", name)
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+def foreign_plug_window(rounds: int) -> tuple[list[float], list[float]]:
+    """Seconds without a rule for NICs someone else plugs: (from the call, from its return)."""
+    host = Host()
+    vswitch = f"avbs{uuid.uuid4().hex[:5]}"
+    guests = host.tmp / "guests"
+    guests.mkdir()
+    agent = AgentProcess(guests, host.tmp / "agent.log", free_port())
+    try:
+        hpvm("hpvmnet", "-c", "-S", vswitch)
+        hpvm("hpvmnet", "-b", "-S", vswitch)
+        name, _ = host.boot_guest(f"network:lan::vswitch:{vswitch}:portid:1", memory="128M")
+        agent.start()
+        from_call, from_return = [], []
+        for i in range(rounds):
+            before = tap_names(name)
+            start = time.perf_counter()
+            sh(
+                "virsh",
+                "attach-interface",
+                name,
+                "bridge",
+                vswitch,
+                "--model",
+                "e1000",
+                "--live",
+                "--alias",
+                f"ua-eth{i + 1}",
+            )
+            returned = time.perf_counter()
+            (tap,) = tap_names(name) - before
+            while portfilter.current(tap) is None:
+                time.sleep(0.0005)
+            ruled = time.perf_counter()
+            from_call.append(ruled - start)
+            from_return.append(ruled - returned)
+        return from_call, from_return
+    finally:
+        agent.kill()
+        host.cleanup()
+        hpvm("hpvmnet", "-d", "-F", "-S", vswitch, check=False)
+
+
 def ms(samples: list[float], q: float) -> float:
     return sorted(samples)[min(len(samples) - 1, int(q * len(samples)))] * 1e3
 
@@ -229,6 +279,12 @@ def main() -> None:
     print(
         "virsh start of a guest on a vswitch (5x): "
         + ", ".join(f"{mode} the hook {ms(t, 0.5):.0f} ms" for mode, t in starts.items())
+    )
+    from_call, from_return = foreign_plug_window(8)
+    print(
+        "NIC plugged by virsh attach-interface, no rule until the agent's (8x): "
+        f"median {ms(from_call, 0.5):.0f} ms from the call, {ms(from_return, 0.5):.0f} ms "
+        f"from its return (max {ms(from_return, 1.0):.0f} ms)"
     )
 
 

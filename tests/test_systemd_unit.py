@@ -31,6 +31,14 @@ def test_unit_contract():
     assert u["Service"]["ExecStart"].startswith("/usr/local/bin/avio-agent ")
 
 
+def test_unit_lets_the_agent_read_block_devices_and_open_kvm():
+    """DevicePolicy=closed alone denies /dev/sdX (sizes) and /dev/kvm (KVM vs TCG)."""
+    lines = UNIT.read_text().splitlines()
+    allowed = [x.split("=", 1)[1] for x in lines if x.startswith("DeviceAllow=")]
+    assert "DevicePolicy=closed" in lines
+    assert sorted(allowed) == ["/dev/kvm rw", "block-* r"]
+
+
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="needs systemd-analyze")
 def test_systemd_analyze_verify(tmp_path):
     # The unit as installed names /usr/local/bin/avio-agent (scripts/install.sh);

@@ -123,10 +123,10 @@ class Agent:
     def _on_device(self, _conn, dom, _alias: str, _opaque) -> None:
         self.events.put(DomainEvent(dom.name(), False))
 
-    def _on_device_added(self, _conn, dom, alias: str, _opaque) -> None:
-        # NICs have libvirt's alias netN, or ours (ua-net-...) when hpvm* plugged them.
-        nic = alias.startswith(("net", "ua-net-"))
-        self.events.put(DomainEvent(dom.name(), False, nic_added=nic))
+    def _on_device_added(self, _conn, dom, _alias: str, _opaque) -> None:
+        # Any device may be a NIC: an alias is whatever its plugger chose (virsh
+        # attach-interface --alias ua-eth1), so every plug re-checks the guest's port rules.
+        self.events.put(DomainEvent(dom.name(), False, nic_added=True))
 
     def _reconnect(self) -> None:
         log.warning("connection to libvirt lost; reconnecting")

@@ -310,9 +310,14 @@ def test_the_agent_sets_rules_on_guests_started_and_plugged_by_others(net, host)
         sh("virsh", "start", name)
         (tap,) = taps(name).values()
         wait_for_rule(tap, "30")
-        sh("virsh", "attach-interface", name, "bridge", local, "--model", "e1000", "--live")
+        plug = ("virsh", "attach-interface", name, "bridge", local, "--model", "e1000", "--live")
+        sh(*plug)
         (plugged,) = set(taps(name).values()) - {tap}
         wait_for_rule(plugged, "none")
+        # An alias of the plugger's own choosing is a NIC all the same.
+        sh(*plug, "--alias", "ua-eth1")
+        (custom,) = set(taps(name).values()) - {tap, plugged}
+        wait_for_rule(custom, "none")
     finally:
         agent.stop()
 
