@@ -1,0 +1,266 @@
+"""Scale: N running guests with M loop-backed disks each and one NIC on an hpvmnet vswitch.
+
+The guests run no OS (the firmware finds nothing to boot and idles), 64 MB
+each; their NICs sit on one vswitch, ports alternating between VLAN 10 and 20.
+With all of them running and avio-agent watching, it prints, with the core
+count:
+  1. uevent -> blockResize returned, p50/p99/max over R resizes spread over all disks;
+  2. a burst: every disk resized at once, time until every guest disk has its
+     final size, and the number of blockResize calls;
+  3. agent restart after SIGKILL (meanwhile every device grew and every port
+     rule was lost) -> every guest reconciled: seconds;
+  4. hpvmstatus (all), hpvmstatus -P one, hpvmstatus -M, hpvmnet, next to
+     virsh list --all and virsh dumpxml of one guest;
+  5. the agent's RSS and CPU while idle, and its CPU during the burst;
+  6. per-uevent cost with 1,000 config files in the guests directory vs 1;
+  7. virsh start of one more guest with and without the libvirt qemu hook.
+N is scaled down (and it says so) when the machine's available memory is short.
+Everything it makes is removed at the end. Needs root and libvirtd (make host).
+
+    .venv/bin/python bench/scale.py [--guests 100] [--disks 10] [--resizes 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import libvirt
+from resize import cpu_seconds, forward_latencies, percentile, rss_mb, set_capacity
+
+from agent import portfilter
+from tests.host.guestkit import AgentProcess, Host, free_port, hpvm
+
+BIN = Path(sys.executable).parent
+MB = 1024 * 1024
+GUEST_MEMORY_MB = 64
+PER_GUEST_MB = GUEST_MEMORY_MB + 120  # QEMU's own share under TCG, measured here
+
+
+def available_mb() -> int:
+    match = re.search(r"MemAvailable:\s+(\d+) kB", Path("/proc/meminfo").read_text())
+    return int(match.group(1)) // 1024 if match else 0
+
+
+def sh(*args: str) -> str:
+    return subprocess.run(args, check=True, capture_output=True, text=True).stdout
+
+
+def timed(*argv: str, rounds: int = 3) -> float:
+    """Median wall time of a command, in ms."""
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        subprocess.run(argv, check=True, capture_output=True)
+        samples.append(time.perf_counter() - start)
+    return sorted(samples)[len(samples) // 2] * 1e3
+
+
+class Fleet:
+    """The guests, their loop devices and the vswitch; all removed by cleanup()."""
+
+    def __init__(self, guests: int, disks: int) -> None:
+        self.host = Host()
+        self.vswitch = f"avsc{uuid.uuid4().hex[:5]}"
+        self.names: list[str] = []
+        self.disks: list[tuple[str, str, Path, str]] = []  # guest, target dev, image, loop
+        self.size: dict[str, int] = {}
+        hpvm("hpvmnet", "-c", "-S", self.vswitch)
+        hpvm("hpvmnet", "-b", "-S", self.vswitch)
+        for g in range(guests):
+            port = g + 1
+            hpvm("hpvmnet", "-S", self.vswitch, "-u", f"portid:{port}:vlanid:{10 + 10 * (g % 2)}")
+            name = f"avsc-{uuid.uuid4().hex[:8]}"
+            self.host.guests.append(name)
+            argv = ["-P", name, "-O", "unknown", "-r", f"{GUEST_MEMORY_MB}M", "-B", "manual"]
+            for t in range(disks):
+                dev = self.host.loop(8)
+                image = self.host.tmp / f"disk{len(self.host.loops) - 1}.img"
+                argv += ["-a", f"disk:avio_stor:0,0,{t}:disk:{dev}"]
+                self.disks.append((name, f"sd{letters(t)}", image, dev))
+                self.size[dev] = 8 * MB
+            argv += ["-a", f"network:lan::vswitch:{self.vswitch}:portid:{port}"]
+            hpvm("hpvmcreate", *argv)
+            hpvm("hpvmstart", "-P", name)
+            self.names.append(name)
+
+    def grow(self, dev: str, image: Path, by: int = MB) -> None:
+        self.size[dev] += by
+        set_capacity(image, dev, self.size[dev])
+
+    def settled(self, conn: libvirt.virConnect, timeout: float) -> bool:
+        """Wait until every guest disk has its device's size; True when all do."""
+        doms = {name: conn.lookupByName(name) for name in self.names}
+        waiting = list(self.disks)
+        deadline = time.monotonic() + timeout
+        while waiting and time.monotonic() < deadline:
+            waiting = [d for d in waiting if doms[d[0]].blockInfo(d[1])[0] != self.size[d[3]]]
+            if waiting:
+                time.sleep(0.01)
+        return not waiting
+
+    def taps(self) -> list[str]:
+        found = []
+        for name in self.names:
+            out = sh("virsh", "-q", "domiflist", name)
+            found += [line.split()[0] for line in out.splitlines() if line.strip()]
+        return found
+
+    def cleanup(self) -> None:
+        self.host.cleanup()
+        hpvm("hpvmnet", "-d", "-F", "-S", self.vswitch, check=False)
+
+
+def letters(index: int) -> str:
+    """0 -> a, 25 -> z, 26 -> aa: the guest's sdX names in target order."""
+    name = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        name = chr(ord("a") + rest) + name
+    return name
+
+
+def resize_latency(fleet: Fleet, agent: AgentProcess, count: int) -> list[float]:
+    since = len(agent.text())
+    for n in range(count):
+        _, _, image, dev = fleet.disks[(n * 7919) % len(fleet.disks)]
+        fleet.grow(dev, image)
+        deadline = time.monotonic() + 30
+        while len(forward_latencies(agent, since)) < n + 1:
+            if time.monotonic() > deadline:
+                tail = "\n".join(agent.text().splitlines()[-10:])
+                raise TimeoutError(f"resize {n + 1} ({dev}) was not forwarded in 30 s:\n{tail}")
+            time.sleep(0.001)
+    return forward_latencies(agent, since)
+
+
+def report(label: str, lat: list[float]) -> None:
+    print(
+        f"  {label}: p50 {percentile(lat, 0.5):.1f} ms, p99 {percentile(lat, 0.99):.1f} ms, "
+        f"max {max(lat):.1f} ms ({len(lat)} resizes)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--guests", type=int, default=100)
+    parser.add_argument("--disks", type=int, default=10)
+    parser.add_argument("--resizes", type=int, default=500)
+    parser.add_argument("--idle", type=float, default=30.0)
+    parser.add_argument("--configs", type=int, default=1000)
+    args = parser.parse_args()
+
+    guests = args.guests
+    fits = int(available_mb() * 0.8) // PER_GUEST_MB
+    if fits < guests:
+        print(f"scaled down: {guests} guests need ~{guests * PER_GUEST_MB} MB, {fits} fit")
+        guests = max(1, fits)
+    print(f"{os.cpu_count()} cores; {guests} guests x {args.disks} disks")
+
+    start = time.monotonic()
+    fleet = Fleet(guests, args.disks)
+    print(f"  set up (create + start) in {time.monotonic() - start:.0f} s")
+    guests_dir = fleet.host.tmp / "guests"
+    guests_dir.mkdir()
+    agent = AgentProcess(guests_dir, fleet.host.tmp / "agent.log", free_port())
+    conn = libvirt.open("qemu:///system")
+    try:
+        agent.start(timeout=300)
+        pid = agent.process.pid
+
+        report("uevent -> blockResize returned", resize_latency(fleet, agent, args.resizes))
+
+        calls0 = agent.metric('avio_libvirt_calls_total{call="blockResize"}')
+        cpu0 = cpu_seconds(pid)
+        start = time.monotonic()
+        for _, _, image, dev in fleet.disks:
+            fleet.grow(dev, image)
+        correct = fleet.settled(conn, timeout=120)
+        settle = time.monotonic() - start
+        calls = agent.metric('avio_libvirt_calls_total{call="blockResize"}') - calls0
+        print(
+            f"  burst of {len(fleet.disks)} resizes: settled in {settle:.2f} s, "
+            f"{calls:.0f} blockResize calls, final sizes all correct: {correct}; "
+            f"agent CPU {cpu_seconds(pid) - cpu0:.2f} s, RSS {rss_mb(pid):.1f} MB"
+        )
+
+        # 3. restart after SIGKILL: every device grew and every port rule was lost meanwhile
+        os.kill(pid, signal.SIGKILL)
+        agent.process.wait()
+        for _, _, image, dev in fleet.disks:
+            fleet.grow(dev, image)
+        taps = fleet.taps()
+        for tap in taps:
+            subprocess.run(["tc", "qdisc", "del", "dev", tap, "clsact"], capture_output=True)
+        start = time.monotonic()
+        agent.start(timeout=300)
+        ready = time.monotonic() - start
+        correct = fleet.settled(conn, timeout=120)
+        rules = all(portfilter.current(tap) is not None for tap in taps)
+        print(
+            f"  restart after SIGKILL -> ready {ready:.2f} s, every size and rule back in "
+            f"{time.monotonic() - start:.2f} s (sizes correct: {correct}, rules: {rules})"
+        )
+        pid = agent.process.pid
+
+        one = fleet.names[0]
+        print(
+            "  commands (median of 3): "
+            f"hpvmstatus {timed(str(BIN / 'hpvmstatus')):.0f} ms, "
+            f"hpvmstatus -P {timed(str(BIN / 'hpvmstatus'), '-P', one):.0f} ms, "
+            f"hpvmstatus -M {timed(str(BIN / 'hpvmstatus'), '-M'):.0f} ms, "
+            f"hpvmnet {timed(str(BIN / 'hpvmnet')):.0f} ms; "
+            f"virsh list --all {timed('virsh', 'list', '--all'):.0f} ms, "
+            f"virsh dumpxml {timed('virsh', 'dumpxml', one):.0f} ms"
+        )
+
+        time.sleep(5)  # udevd's tail of the burst
+        cpu0, t0 = cpu_seconds(pid), time.monotonic()
+        time.sleep(args.idle)
+        print(
+            f"  agent idle {time.monotonic() - t0:.0f} s: CPU {cpu_seconds(pid) - cpu0:.2f} s, "
+            f"RSS {rss_mb(pid):.1f} MB"
+        )
+
+        config = "-O unknown\n-r 64M\n-B manual\n"
+        (guests_dir / "avsc-cfg0000.conf").write_text(config)
+        time.sleep(2)
+        report("with 1 config file", resize_latency(fleet, agent, 50))
+        for i in range(1, args.configs):
+            path = guests_dir / f"avsc-cfg{i:04d}.conf"
+            path.write_text(config)
+        deadline = time.monotonic() + 900
+        while sum(d.name().startswith("avsc-cfg") for d in conn.listAllDomains()) < args.configs:
+            assert time.monotonic() < deadline, "the agent did not define the config files' guests"
+            time.sleep(0.5)
+        report(f"with {args.configs} config files", resize_latency(fleet, agent, 50))
+
+        from vlan import start_times
+
+        starts = start_times(5)
+        print(
+            f"  virsh start of one more guest on a vswitch (5x, {guests} guests running): "
+            + ", ".join(f"{m} the hook {sorted(t)[2] * 1e3:.0f} ms" for m, t in starts.items())
+        )
+    finally:
+        agent.stop()
+        for path in guests_dir.glob("avsc-cfg*.conf"):
+            fleet.host.guests.append(path.stem)
+            path.unlink()
+        conn.close()
+        fleet.cleanup()
+
+
+if __name__ == "__main__":
+    main()
