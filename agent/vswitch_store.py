@@ -13,9 +13,16 @@ from translators.vswitch import VSwitch, read_network, render_network
 
 
 def all_vswitches(conn: libvirt.virConnect) -> list[VSwitch]:
+    """Every vswitch; a network removed meanwhile (by another command) is skipped."""
     found = []
     for net in conn.listAllNetworks():
-        v = read_network(net.XMLDesc(0))
+        try:
+            xml = net.XMLDesc(0)
+        except libvirt.libvirtError as err:
+            if err.get_error_code() == libvirt.VIR_ERR_NO_NETWORK:
+                continue
+            raise
+        v = read_network(xml)
         if v is not None:
             found.append(v)
     return sorted(found, key=lambda v: v.number)
