@@ -34,7 +34,10 @@ class Entry:
 
     @property
     def state(self) -> str:
-        return STATES.get(self.dom.state()[0], "Unknown")
+        state = self.dom.state()[0]
+        if state == libvirt.VIR_DOMAIN_SHUTOFF and self.dom.hasManagedSaveImage(0):
+            return "Suspended"  # hpvmsuspend: its memory is on disk
+        return STATES.get(state, "Unknown")
 
 
 def lookup(conn: libvirt.virConnect, name: str) -> libvirt.virDomain:

@@ -11,6 +11,9 @@
 #   avio.vlan=ID:ADDR/PREFIX     also an 802.1Q interface eth0.ID at ADDR (the guest
 #                                tags its own frames; a vswitch port must drop them)
 #   avio.ping=ADDR[,ADDR...]     ping each ADDR once a second, report ok/fail
+#   avio.tick=N                  report the guest's uptime every N seconds (a resumed
+#                                guest goes on counting; a rebooted one starts over)
+# A line typed on the console is reported as "AVIO typed <line>".
 # shellcheck shell=sh
 
 /bin/busybox mkdir -p /proc /sys /dev /tmp /run
@@ -110,6 +113,15 @@ snapshot > /tmp/now
 while read -r _ kind name rest; do say "$kind $name $rest"; done < /tmp/now
 mv /tmp/now /tmp/old
 say ready
+
+tick=$(cmdline_value avio.tick) && (
+  while true; do
+    read -r up _ < /proc/uptime
+    say "uptime $up"
+    sleep "$tick"
+  done
+) &
+( while read -r line; do say "typed $line"; done ) < /dev/console &
 
 targets=$(cmdline_value avio.ping) && for target in $(echo "$targets" | tr , ' '); do
   (
