@@ -34,10 +34,15 @@ class Entry:
 
     @property
     def state(self) -> str:
-        state = self.dom.state()[0]
-        if state == libvirt.VIR_DOMAIN_SHUTOFF and self.dom.hasManagedSaveImage(0):
-            return "Suspended"  # hpvmsuspend: its memory is on disk
-        return STATES.get(state, "Unknown")
+        return state_of(self.dom)
+
+
+def state_of(dom: libvirt.virDomain) -> str:
+    """The guest's state as hpvmstatus prints it."""
+    state = dom.state()[0]
+    if state == libvirt.VIR_DOMAIN_SHUTOFF and dom.hasManagedSaveImage(0):
+        return "Suspended"  # hpvmsuspend: its memory is on disk
+    return STATES.get(state, "Unknown")
 
 
 def lookup(conn: libvirt.virConnect, name: str) -> libvirt.virDomain:

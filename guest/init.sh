@@ -108,6 +108,10 @@ for nic in /sys/class/net/*; do
 done
 ip link set lo up
 
+# Lines typed on the console: a session of its own, so that the serial line is
+# its controlling terminal. Started before "ready", so nothing typed is lost.
+setsid sh -c 'exec < /dev/ttyS0; while read -r line; do echo "AVIO typed $line"; done' &
+
 : > /tmp/old
 snapshot > /tmp/now
 while read -r _ kind name rest; do say "$kind $name $rest"; done < /tmp/now
@@ -121,7 +125,6 @@ tick=$(cmdline_value avio.tick) && (
     sleep "$tick"
   done
 ) &
-( while read -r line; do say "typed $line"; done ) < /dev/console &
 
 targets=$(cmdline_value avio.ping) && for target in $(echo "$targets" | tr , ' '); do
   (
