@@ -53,6 +53,19 @@ def lookup(conn: libvirt.virConnect, name: str) -> libvirt.virDomain:
         raise HpvmError(f"no guest named '{name}'") from None
 
 
+def not_runnable(dom: libvirt.virDomain) -> str | None:
+    """Why the guest may not start here (migrated away by hpvmmigrate without -D), or None."""
+    from translators.migration import NS, not_runnable_reason
+
+    try:
+        element = dom.metadata(
+            libvirt.VIR_DOMAIN_METADATA_ELEMENT, NS, libvirt.VIR_DOMAIN_AFFECT_CONFIG
+        )
+    except libvirt.libvirtError:  # none
+        return None
+    return not_runnable_reason(element)
+
+
 def config_guest(dom: libvirt.virDomain) -> Guest:
     """The persistent configuration of a domain as a model."""
     return read_domain(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))

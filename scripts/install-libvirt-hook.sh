@@ -11,9 +11,10 @@ target=/etc/libvirt/hooks/qemu.d/avio-kvm
 restart_libvirtd() {
   if [ -d /run/systemd/system ]; then
     systemctl restart libvirtd
-  elif pgrep -x libvirtd >/dev/null; then
-    pkill -x libvirtd
-    while pgrep -x libvirtd >/dev/null; do sleep 0.1; done
+  elif pid=$(cat /run/libvirtd.pid 2>/dev/null) && kill -0 "$pid" 2>/dev/null; then
+    # The host's own libvirtd only (its pid file), not other libvirtd instances.
+    kill "$pid"
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
     libvirtd -d
     until virsh -q -c qemu:///system version >/dev/null 2>&1; do sleep 0.1; done
   fi

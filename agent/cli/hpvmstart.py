@@ -10,7 +10,7 @@ from agent import vswitch_store
 from agent.cli.common import EXIT_OK, connect, run, simple_parser
 from agent.connection import libvirt_message
 from agent.errors import HostError
-from agent.inventory import config_guest, lookup
+from agent.inventory import config_guest, lookup, not_runnable
 
 PROG = "hpvmstart"
 
@@ -21,6 +21,9 @@ def start(argv: list[str]) -> int:
     dom = lookup(conn, options.name)
     if dom.isActive():
         raise HostError(f"guest '{options.name}' is already running")
+    reason = not_runnable(dom)
+    if reason:
+        raise HostError(f"guest '{options.name}' is not runnable here: {reason}")
     nics = config_guest(dom).networks
     on_vswitches = vswitch_store.managed(conn, nics)
     if on_vswitches:  # netlink (pyroute2) is loaded only for guests on hpvmnet vswitches

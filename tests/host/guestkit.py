@@ -234,9 +234,14 @@ def restart_libvirtd() -> None:
     if Path("/run/systemd/system").exists():
         subprocess.run(["systemctl", "restart", "libvirtd"], check=True)
         return
-    subprocess.run(["pkill", "-x", "libvirtd"], check=False)
+    # The host's own libvirtd (its pid file), not other instances (tests/host/libvirt_pair.py).
+    try:
+        pid = int(Path("/run/libvirtd.pid").read_text())
+        os.kill(pid, 15)
+    except (OSError, ValueError):
+        pid = None
     for _ in range(100):
-        if subprocess.run(["pgrep", "-x", "libvirtd"], capture_output=True).returncode != 0:
+        if pid is None or not Path(f"/proc/{pid}").exists():
             break
         time.sleep(0.1)
     subprocess.run(["libvirtd", "-d"], check=True)
