@@ -19,7 +19,7 @@
 # Times printed are from the host change to the guest's own console report.
 # Addresses are link-local (169.254/16) and stay on this machine.
 #
-# Everything the demo makes is recorded under $WORK (/run/avio-demo): the
+# Everything the demo makes is recorded under $WORK (/var/tmp/avio-demo): the
 # clean-up runs from those records when the demo ends, however it ends, and
 # again at the start, so a run that was killed leaves nothing behind.
 set -euo pipefail
@@ -27,7 +27,7 @@ cd "$(dirname "$0")/.."
 BIN=$PWD/.venv/bin
 GUEST=aviotest
 LOG=/var/log/libvirt/qemu/$GUEST-console.log
-WORK=/run/avio-demo
+WORK=/var/tmp/avio-demo
 GUESTS=$WORK/guests
 AGENT_LOG=$WORK/agent.log
 OUTSIDE=avio-demo-outside
@@ -102,6 +102,10 @@ if ! flock -n 9; then
   echo "demo: another make demo is running; waiting for it"
   flock -w 600 9
 fi
+if [ -L "$WORK" ] || { [ -e "$WORK" ] && [ "$(stat -c %u "$WORK")" != 0 ]; }; then
+  echo "demo: $WORK is not a directory of root's: remove it first" >&2
+  exit 1
+fi
 if [ -d "$WORK" ]; then
   echo "demo: removing what an interrupted demo left ($WORK)"
   cleanup
@@ -123,7 +127,7 @@ console() { tail -c +"$(($1 + 1))" "$LOG" 2>/dev/null | tr -d '\r'; }
 # Wait until the guest's console shows a line matching $1 (after byte $2).
 wait_for() {
   local pattern=$1 since=${2:-0} _
-  for _ in $(seq 1 600); do
+  for _ in $(seq 1 1800); do  # 3 minutes: a TCG guest on a busy host boots slowly
     if console "$since" | grep -qE "$pattern"; then return 0; fi
     sleep 0.1
   done
@@ -168,7 +172,7 @@ agent_wait() {
 }
 agent_says() {
   tail -c +"$(($1 + 1))" "$AGENT_LOG" | grep -E "$GUEST|ready \(" |
-    sed -E 's/^[0-9-]+ ([0-9:,]+) [a-z._]+ /\1 /; s/^/  agent: /'
+    sed -E 's/^[0-9-]+ ([0-9:,]+) [a-z._-]+ /\1 /; s/^/  agent: /'
 }
 
 say "1. The seed's examples (HPVM 4.1 AVIO guide) as libvirt XML; both spellings give the same"
@@ -259,6 +263,7 @@ printf '$ %s >%s 2>&1 &\n' "$BIN/avio-agent --guests-dir $GUESTS --metrics 127.0
 "$BIN/avio-agent" --guests-dir "$GUESTS" --metrics "127.0.0.1:$mport" >"$AGENT_LOG" 2>&1 9>&- &
 AGENT_PID=$!
 echo "$AGENT_PID" >"$WORK/agent.pid"
+echo "(avio-agent pid $AGENT_PID; it runs until the demo ends)"
 agent_wait ' ready \(' 0
 agent_says 0
 
