@@ -300,10 +300,14 @@ wait_timed "^AVIO disk- $lun_sd\$" "$mark" "$start"
 agent_wait "unplug guest=$GUEST " "$amark"
 guest_says "$mark"
 agent_says "$amark"
-for _ in $(seq 1 100); do  # once the guest let go, the loop device is released
+for _ in $(seq 1 300); do  # once the guest let go, the loop device is released
   [ -e "/sys/block/${lun#/dev/}/loop" ] || break
   sleep 0.1
 done
+if [ -e "/sys/block/${lun#/dev/}/loop" ]; then
+  echo "demo: $lun is still held 30 s after the guest let go of it" >&2
+  exit 1
+fi
 echo "The LUN comes back:"
 mark=$(log_size) amark=$(agent_mark)
 start=$(now_ms)
