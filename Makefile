@@ -37,6 +37,7 @@ bench: venv
 	$(BIN)/python bench/hotplug.py
 	$(BIN)/python bench/resize.py
 	$(BIN)/python bench/vlan.py
+	$(BIN)/python bench/clone.py
 	$(BIN)/python bench/scale.py
 
 clean:

@@ -11,6 +11,8 @@
 #   avio.vlan=ID:ADDR/PREFIX     also an 802.1Q interface eth0.ID at ADDR (the guest
 #                                tags its own frames; a vswitch port must drop them)
 #   avio.ping=ADDR[,ADDR...]     ping each ADDR once a second, report ok/fail
+#   avio.peek=1                  report the first bytes of each disk it finds at start
+#                                ("AVIO head sda <printable text>")
 #   avio.tick=N                  report the guest's uptime every N seconds (a resumed
 #                                guest goes on counting; a rebooted one starts over)
 # A line typed on the console is reported as "AVIO typed <line>".
@@ -115,6 +117,10 @@ setsid sh -c 'exec < /dev/ttyS0; while read -r line; do echo "AVIO typed $line";
 : > /tmp/old
 snapshot > /tmp/now
 while read -r _ kind name rest; do say "$kind $name $rest"; done < /tmp/now
+cmdline_value avio.peek >/dev/null && for dev in /sys/block/sd*; do
+  [ -e "$dev" ] || continue
+  say "head ${dev##*/} $(dd if="/dev/${dev##*/}" bs=64 count=1 2>/dev/null | tr -c 'A-Za-z0-9._-' ' ')"
+done
 mv /tmp/now /tmp/old
 say ready
 
