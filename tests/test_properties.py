@@ -28,7 +28,8 @@ small = st.none() | st.integers(0, 200)
 path_chars = st.text(
     st.characters(whitelist_categories=("L", "N"), whitelist_characters="/_.-:"), max_size=20
 )
-paths = path_chars.map(lambda p: "/" + p)
+# A path names a file: not `/` itself (libvirt's schema: absFilePath is `/.+`).
+paths = path_chars.map(lambda p: "/" + p).filter(lambda p: p.strip("/"))
 vswitches = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}", fullmatch=True)
 macs = st.binary(min_size=6, max_size=6).map(lambda b: ":".join(f"{x:02x}" for x in b))
 
