@@ -246,3 +246,11 @@ def test_lxml_relaxng_agrees_with_virt_xml_validate(schema, tmp_path):
         verdicts[name] = (ours, tool.returncode == 0)
     assert all(ours == tool for ours, tool in verdicts.values()), verdicts
     assert [name for name, (ours, _) in verdicts.items() if ours] == ["seed-aviotest", "avioclone"]
+
+
+@pytest.mark.parametrize("value", ["portid:\u0663:vlanid:120", "portid:5:vlanid:" + "9" * 5000])
+def test_hpvmnet_port_vlan_numbers(cli, value):
+    from agent.cli import hpvmnet
+
+    result = cli(hpvmnet, ["-S", "sw1", "-u", value, "--connect", "test:///nonexistent"])
+    assert result.code == 2 and len(result.err.splitlines()) == 1, result.err
