@@ -77,6 +77,7 @@ BAD_ARGV = {
     "memory with 30 digits": (["-r", "9" * 30], "more than 20 digits"),
     "AVIO target 100": (["-a", "disk:avio_stor:0,0,100:disk:/dev/sdb"], "target 100"),
     "control character in -O": (["-O", "hp\nux"], "unknown OS type 'hp\\nux'"),
+    "NUL in --config": (["--config", "/x/g\x00.conf"], "--config contains a control character"),
 }
 
 

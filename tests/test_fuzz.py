@@ -5,7 +5,8 @@ valid command lines from the seed's examples and a pool of valid statements,
 then mutates them: tokens dropped, swapped or repeated, fields replaced by
 hostile values (Unicode digits, numbers with thousands of digits, control
 characters, U+FFFE, lone surrogates, 10,000-character paths), characters and,
-in config files, raw bytes (invalid UTF-8, NUL) inserted. Every case must end
+in config files, raw bytes (invalid UTF-8, NUL) inserted; hypothesis adds
+arbitrary command lines (any code point, lone surrogates included). Every case must end
 in exit 0 or 2 with no traceback; every XML printed must parse, validate
 against libvirt's own `domain.rng`, and read back to the guest it came from.
 """
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
 from agent.cli import hpvmcreate
@@ -293,3 +296,25 @@ def test_fuzz_config_files(capsys, monkeypatch, schema, tmp_path):
         argv.append("-s" if rng.random() < 0.15 else "--print-xml")
         result = hpvmcreate_in_process(argv, capsys)
         check_outcome(f"config file case {case}: {config.read_bytes()!r}", argv, result, schema)
+
+
+# Any code point, lone surrogates included (what undecodable argv bytes become).
+any_text = st.text(st.characters(exclude_categories=()), max_size=30)
+tokens = (
+    st.sampled_from([*OPTION_FLAGS, "--print-xml", "-s", "--virt-type", "--config"])
+    | any_text
+    | st.sampled_from(STATEMENTS).map(lambda s: s.format(p=BASE))
+    | st.builds(lambda s, t: s.format(p=BASE) + t, st.sampled_from(STATEMENTS), any_text)
+)
+HYPOTHESIS_CASES = 500
+
+
+@settings(
+    max_examples=HYPOTHESIS_CASES, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(tokens, max_size=10), st.booleans())
+def test_fuzz_arbitrary_command_lines(capsys, monkeypatch, schema, argv, print_xml):
+    monkeypatch.setenv("AVIO_VIRT_TYPE", "qemu")
+    argv = ["-P", "g", *argv, "--print-xml" if print_xml else "-s"]
+    result = hpvmcreate_in_process(argv, capsys)
+    check_outcome("hypothesis case", argv, result, schema)

@@ -21,6 +21,7 @@ from translators.model import BootExtension, Device, Guest, NetworkDevice, Stora
 from translators.text import (
     FILE_WHITESPACE,
     LABEL_MAX,
+    PATH_MAX,
     bad_character,
     check_path,
     check_text,
@@ -87,6 +88,11 @@ def _label(text: str) -> str | None:
     return text or None
 
 
+def _file_name(text: str) -> str:
+    """A file to read (relative is fine): text only, within PATH_MAX."""
+    return check_text(text, "--config", limit=PATH_MAX - 1)
+
+
 def _kernel(text: str) -> str:
     return check_path(text, "--kernel")
 
@@ -145,6 +151,7 @@ def create_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config",
         metavar="FILE",
+        type=_file_name,
         help="options from a guest config file (such as `hpvmstatus -P NAME -d` output), "
         "read before the command line's",
     )
