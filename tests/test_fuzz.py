@@ -31,6 +31,7 @@ from translators.errors import Warnings
 from translators.options import config_argv, config_text, create_parser, guest_from_options
 from translators.readback import read_domain
 from translators.render import render_domain, to_string
+from translators.text import bad_character
 
 SCHEMA = Path("/usr/share/libvirt/schemas/domain.rng")
 # Paths under a directory that does not exist: backing checks see "not there yet".
@@ -250,6 +251,7 @@ def schema() -> etree.RelaxNG:
 def check_outcome(case: str, argv: list[str], result: Outcome, schema: etree.RelaxNG) -> None:
     where = f"{case}: argv={argv!r}"
     assert "Traceback" not in result.err, where
+    assert bad_character(result.err, allowed="\n") is None, f"{where}: raw {result.err!r}"
     assert result.code in (0, 2), f"{where}: exit {result.code}: {result.err}"
     lines = result.err.splitlines()
     errors = [line for line in lines if line.startswith("hpvmcreate: error: ")]
