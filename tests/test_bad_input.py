@@ -255,3 +255,9 @@ def test_hpvmnet_port_vlan_numbers(cli, value):
 
     result = cli(hpvmnet, ["-S", "sw1", "-u", value, "--connect", "test:///nonexistent"])
     assert result.code == 2 and len(result.err.splitlines()) == 1, result.err
+
+
+def test_config_option_lines_as_argparse_reads_them():
+    """Attached values and unambiguous abbreviations still read as options."""
+    guest = parse_config_text("-c2\n--kern /boot/vmlinuz\n--virt=qemu\n", "g").guest
+    assert (guest.vcpus, guest.boot.kernel, guest.virt_type) == (2, "/boot/vmlinuz", "qemu")

@@ -250,9 +250,11 @@ def _line_tokens(line: str, parser: argparse.ArgumentParser) -> list[str] | None
     """
     if line.startswith("-"):
         option = line.split(None, 1)[0].split("=", 1)[0]
-        known = option in parser._option_string_actions or (
-            not option.startswith("--") and option[:2] in parser._option_string_actions
-        )
+        names = parser._option_string_actions
+        if option.startswith("--"):  # argparse takes unambiguous abbreviations
+            known = any(name.startswith(option) for name in names) and len(option) > 2
+        else:  # `-c 2` or `-c2`
+            known = option[:2] in names
         if not known:
             if OPTION_TOKEN.fullmatch(option):
                 raise HpvmError(f"unknown option '{option}'")
