@@ -261,3 +261,17 @@ def test_config_option_lines_as_argparse_reads_them():
     """Attached values and unambiguous abbreviations still read as options."""
     guest = parse_config_text("-c2\n--kern /boot/vmlinuz\n--virt=qemu\n", "g").guest
     assert (guest.vcpus, guest.boot.kernel, guest.virt_type) == (2, "/boot/vmlinuz", "qemu")
+
+
+def test_agent_config_reader_gives_file_and_line(tmp_path):
+    """The agent's reader (parse_config_file) gave UnicodeDecodeError for a byte 0xff."""
+    from translators.errors import HpvmError
+    from translators.options import parse_config_file
+
+    path = tmp_path / "g.conf"
+    path.write_bytes(b"-O hpux\n-l \xff\n")
+    with pytest.raises(HpvmError, match=rf"^{path}:2: not UTF-8 text \(byte 0xff\)$"):
+        parse_config_file(path)
+    path.write_text("root:$6$SECRET:20228:0:99999:7:::\n")
+    with pytest.raises(HpvmError, match=rf"^{path}:1: not an option or a resource statement$"):
+        parse_config_file(path)
