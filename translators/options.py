@@ -242,8 +242,8 @@ def config_text(data: bytes, source: str) -> str:
 OPTION_TOKEN = re.compile(r"--?[A-Za-z][A-Za-z0-9-]{0,30}")
 
 
-def _line_tokens(line: str, parser: argparse.ArgumentParser) -> list[str] | None:
-    """The option list one config line stands for; None when it is no option or statement.
+def _line_tokens(line: str, parser: argparse.ArgumentParser) -> list[str]:
+    """The option list one config line stands for (an option line or a bare statement).
 
     Only a line that is an option or a resource statement is ever quoted in an
     error: a config file may be any file (`--config /etc/shadow`).
@@ -298,7 +298,6 @@ def config_argv(text: str, name: str, source: str, warnings: Warnings) -> list[s
             continue
         try:
             tokens = _line_tokens(line, parser)
-            assert tokens is not None
             parser.parse_args(tokens, namespace=options)
             for stmt in options.add[len(options.add) - tokens.count("-a") :]:
                 parse_statement(stmt)  # report a bad statement on its own line
