@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from lxml import etree
 
 from translators.allocate import complete
 from translators.errors import HpvmError
@@ -28,7 +32,8 @@ small = st.none() | st.integers(0, 200)
 path_chars = st.text(
     st.characters(whitelist_categories=("L", "N"), whitelist_characters="/_.-:"), max_size=20
 )
-paths = path_chars.map(lambda p: "/" + p)
+# A path names a file: not `/` itself (libvirt's schema: absFilePath is `/.+`).
+paths = path_chars.map(lambda p: "/" + p).filter(lambda p: p.strip("/"))
 vswitches = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}", fullmatch=True)
 macs = st.binary(min_size=6, max_size=6).map(lambda b: ":".join(f"{x:02x}" for x in b))
 
@@ -143,3 +148,18 @@ def test_parser_raises_only_its_own_error(text):
 def test_config_parser_raises_only_its_own_error(lines):
     with contextlib.suppress(HpvmError):
         parse_config_text("\n".join(lines), "g")
+
+
+DOMAIN_RNG = Path("/usr/share/libvirt/schemas/domain.rng")
+
+
+@pytest.mark.skipif(not DOMAIN_RNG.exists(), reason="needs libvirt's domain.rng (libvirt-daemon)")
+@given(valid_guests())
+def test_rendered_xml_validates_against_libvirt_schema(guest):
+    schema = _schema()
+    assert schema.validate(render_domain(guest)), schema.error_log
+
+
+@functools.cache
+def _schema() -> etree.RelaxNG:
+    return etree.RelaxNG(etree.parse(str(DOMAIN_RNG)))

@@ -17,6 +17,7 @@ from translators.model import (
     StorageDevice,
     StorageType,
 )
+from translators.text import bad_character, check_path, check_text, parse_number
 
 STORAGE_ADAPTERS = {
     "avio_stor": Adapter.AVIO_STOR,
@@ -38,6 +39,8 @@ def parse_statement(text: str, warnings: Warnings | None = None) -> Device:
     statement = text.strip()
     if not statement:
         raise HpvmError("empty resource statement")
+    if bad_character(statement) is not None:
+        check_text(statement, "resource statement", statement)
     head = statement.split(":", 1)[0].lower()
     if head == "network":
         device: Device = _parse_network(statement, warnings)
@@ -90,12 +93,11 @@ def _join_address(*parts: object) -> str:
 
 
 def _parse_int(text: str, what: str, statement: str) -> int | None:
+    """An address part or port id: empty, or ASCII digits (a few: every limit is small)."""
     text = text.strip()
     if text == "":
         return None
-    if not text.isdigit():
-        raise HpvmError(f"{what} '{text}' is not a number", statement)
-    return int(text)
+    return parse_number(text, what, statement, digits=6)
 
 
 def _parse_storage(statement: str, warnings: Warnings | None) -> StorageDevice:
@@ -142,8 +144,8 @@ def _parse_storage(statement: str, warnings: Warnings | None) -> StorageDevice:
     location = location.strip()
     if storage is not StorageType.NULL and not location:
         raise HpvmError(f"'{storage}' storage needs a host path", statement)
-    if location and not location.startswith("/"):
-        raise HpvmError(f"host path '{location}' is not absolute", statement)
+    if location:
+        check_path(location, "host path", statement)
     device = StorageDevice(device_type, adapter, storage, location, bus, slot, target)
     if notes and warnings is not None:
         warnings.add(f"read '{statement}' as '{format_statement(device)}' ({'; '.join(notes)})")

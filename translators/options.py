@@ -8,19 +8,33 @@ headers are skipped, so `hpvmstatus -P name -d` output is itself a config.
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from translators import limits
 from translators.errors import HpvmError, Warnings
 from translators.grammar import parse_statement
 from translators.model import BootExtension, Device, Guest, NetworkDevice, StorageDevice
+from translators.text import (
+    FILE_WHITESPACE,
+    LABEL_MAX,
+    PATH_MAX,
+    bad_character,
+    check_path,
+    check_text,
+    describe,
+    parse_number,
+)
 
 OS_TYPES = ("hpux", "linux", "windows", "openvms", "unknown")
-MEMORY = re.compile(r"(\d+)\s*([mgt]?)b?", re.IGNORECASE)
+MEMORY = re.compile(r"([0-9]+)\s*([mgt]?)b?", re.IGNORECASE | re.ASCII)
 MEMORY_FACTORS = {"": 1, "m": 1, "g": 1024, "t": 1024 * 1024}
 IGNORED_STATEMENTS = ("serial:",)
+#: What a bare resource statement in a config file starts with.
+STATEMENT_HEADS = {"disk", "dvd", "tape", "changer", "burner", "hba", "network"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,8 +48,16 @@ def parse_memory(text: str) -> int:
     """HPVM sizes: `512M`, `4G`, `1T`, a bare number is MB -> MB."""
     match = MEMORY.fullmatch(text.strip())
     if not match:
-        raise HpvmError(f"bad memory size '{text}' (e.g. 512M, 4G)")
-    return int(match.group(1)) * MEMORY_FACTORS[match.group(2).lower()]
+        check_text(text, "memory size")
+        raise HpvmError(f"bad memory size '{text[:40]}' (e.g. 512M, 4G)")
+    if len(match.group(1)) > 20:
+        raise HpvmError(f"memory size has more than 20 digits (at most {limits.MAX_MEMORY_MB}M)")
+    memory = int(match.group(1)) * MEMORY_FACTORS[match.group(2).lower()]
+    if memory > limits.MAX_MEMORY_MB:
+        raise HpvmError(
+            f"memory {text.strip()} is more than libvirt's limit of {limits.MAX_MEMORY_MB} MB"
+        )
+    return memory
 
 
 def _os_type(text: str) -> str:
@@ -53,9 +75,34 @@ def _boot_attr(text: str) -> str:
 
 
 def _vcpus(text: str) -> int:
-    if not text.isdigit():
-        raise HpvmError(f"-c takes a number of vCPUs, not '{text}'")
-    return int(text)
+    try:
+        return parse_number(text, "-c (vCPUs)", digits=6)
+    except HpvmError:
+        check_text(text, "-c (vCPUs)")
+        raise HpvmError(f"-c takes a number of vCPUs, not '{text[:40]}'") from None
+
+
+def _label(text: str) -> str | None:
+    """A free-text label: one line of printable text, at most 255 characters; '' is none."""
+    check_text(text, "label (-l)", limit=LABEL_MAX)
+    return text or None
+
+
+def _file_name(text: str) -> str:
+    """A file to read (relative is fine): text only, within PATH_MAX."""
+    return check_text(text, "--config", limit=PATH_MAX - 1)
+
+
+def _kernel(text: str) -> str:
+    return check_path(text, "--kernel")
+
+
+def _initrd(text: str) -> str:
+    return check_path(text, "--initrd")
+
+
+def _cmdline(text: str) -> str | None:
+    return check_text(text, "--cmdline") or None
 
 
 def _add_guest_options(parser: argparse.ArgumentParser) -> None:
@@ -73,11 +120,11 @@ def _add_guest_options(parser: argparse.ArgumentParser) -> None:
         help="add a resource statement (repeatable)",
     )
     parser.add_argument("-B", dest="boot_attr", type=_boot_attr, help="auto or manual start")
-    parser.add_argument("-l", dest="label", help="free-text label")
+    parser.add_argument("-l", dest="label", type=_label, help="free-text label")
     ext = parser.add_argument_group("avio-kvm extensions (not HPVM)")
-    ext.add_argument("--kernel", help="boot this kernel directly")
-    ext.add_argument("--initrd", help="initramfs for --kernel")
-    ext.add_argument("--cmdline", help="kernel command line for --kernel")
+    ext.add_argument("--kernel", type=_kernel, help="boot this kernel directly")
+    ext.add_argument("--initrd", type=_initrd, help="initramfs for --kernel")
+    ext.add_argument("--cmdline", type=_cmdline, help="kernel command line for --kernel")
     ext.add_argument("--virt-type", choices=("kvm", "qemu"), help="override the domain type")
 
 
@@ -88,6 +135,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# Parsers are built once per process (argparse's setup dominates parsing time)
+# and only ever used through parse_args.
+@functools.cache
 def create_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="hpvmcreate", description="Create a guest from HPVM options.")
     parser.add_argument("-P", dest="name", required=True, help="guest name")
@@ -101,6 +151,7 @@ def create_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config",
         metavar="FILE",
+        type=_file_name,
         help="options from a guest config file (such as `hpvmstatus -P NAME -d` output), "
         "read before the command line's",
     )
@@ -108,6 +159,7 @@ def create_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@functools.cache
 def modify_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="hpvmmodify", description="Change a guest, live where it runs.")
     parser.add_argument("-P", dest="name", required=True, help="guest name")
@@ -132,6 +184,7 @@ def modify_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@functools.cache
 def _config_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="config", add_help=False)
     parser.add_argument("-P", dest="name")
@@ -146,6 +199,8 @@ def statements(texts: list[str], warnings: Warnings) -> list[Device]:
 def guest_from_options(options: argparse.Namespace, warnings: Warnings) -> Guest:
     """The guest an `hpvmcreate` option list (or config file) describes."""
     devices = statements(options.add, warnings)
+    if (options.initrd or options.cmdline) and not options.kernel:
+        raise HpvmError("--initrd and --cmdline need --kernel")
     guest = Guest(
         name=options.name,
         os_type=options.os_type or "unknown",
@@ -170,31 +225,87 @@ class ConfigFile:
     warnings: Warnings = field(default_factory=Warnings)
 
 
+def config_text(data: bytes, source: str) -> str:
+    """The text of a config file: UTF-8 with no control characters, else one error line."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise HpvmError(f"{source}:{line}: not UTF-8 text (byte 0x{data[err.start]:02x})") from None
+    char = bad_character(text, allowed=FILE_WHITESPACE)
+    if char is not None:
+        line = text.count("\n", 0, text.index(char)) + 1
+        raise HpvmError(f"{source}:{line}: not a text line ({describe(char)})")
+    return text
+
+
+OPTION_TOKEN = re.compile(r"--?[A-Za-z][A-Za-z0-9-]{0,30}")
+
+
+def _line_tokens(line: str, parser: argparse.ArgumentParser) -> list[str]:
+    """The option list one config line stands for (an option line or a bare statement).
+
+    Only a line that is an option or a resource statement is ever quoted in an
+    error: a config file may be any file (`--config /etc/shadow`).
+    """
+    if line.startswith("-"):
+        option = line.split(None, 1)[0].split("=", 1)[0]
+        names = parser._option_string_actions
+        if option.startswith("--"):  # argparse takes unambiguous abbreviations
+            known = any(name.startswith(option) for name in names) and len(option) > 2
+        else:  # `-c 2` or `-c2`
+            known = option[:2] in names
+        if not known:
+            if OPTION_TOKEN.fullmatch(option):
+                raise HpvmError(f"unknown option '{option}'")
+            raise HpvmError("not an option or a resource statement")
+        try:
+            return shlex.split(line, comments=True)
+        except ValueError as err:
+            raise HpvmError(f"{err} in an option line") from None
+    head = line.split(":", 1)[0].strip().lower()
+    if head in STATEMENT_HEADS:
+        return ["-a", line.split(" #", 1)[0].strip()]
+    raise HpvmError("not an option or a resource statement")
+
+
+def _without_name(tokens: list[str]) -> list[str]:
+    """`tokens` less `-P NAME` / `-PNAME` (the file name gives the guest's name)."""
+    kept: list[str] = []
+    skip = False
+    for token in tokens:
+        if skip:
+            skip = False
+        elif token == "-P":
+            skip = True
+        elif not token.startswith("-P"):
+            kept.append(token)
+    return kept
+
+
 def config_argv(text: str, name: str, source: str, warnings: Warnings) -> list[str]:
     """The option list a config file holds, checked line by line (errors name `source:line`)."""
     parser = _config_parser()
     options = parser.parse_args([])
     argv: list[str] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(text.split("\n"), start=1):
         line = raw.strip()
         if not line or line.startswith("#") or (line.startswith("[") and line.endswith("]")):
             continue
+        if line.lower().startswith(IGNORED_STATEMENTS):
+            check_text(line, "statement")
+            warnings.add(f"{source}:{number}: ignored '{line}' (the console is always serial)")
+            continue
         try:
-            if line.startswith("-"):
-                tokens = shlex.split(line, comments=True)
-            elif line.lower().startswith(IGNORED_STATEMENTS):
-                warnings.add(f"{source}:{number}: ignored '{line}' (the console is always serial)")
-                continue
-            else:
-                tokens = ["-a", line.split(" #", 1)[0].strip()]
+            tokens = _line_tokens(line, parser)
             parser.parse_args(tokens, namespace=options)
             for stmt in options.add[len(options.add) - tokens.count("-a") :]:
                 parse_statement(stmt)  # report a bad statement on its own line
-        except (HpvmError, ValueError) as err:
+        except HpvmError as err:
             raise HpvmError(f"{source}:{number}: {err}") from None
         if options.name not in (None, name):
             raise HpvmError(f"{source}:{number}: -P {options.name} differs from the file name")
-        argv += [t for t in tokens if t != "-P" and t != options.name]
+        argv += _without_name(tokens)
     return argv
 
 
@@ -213,4 +324,4 @@ def parse_config_text(text: str, name: str, source: str = "<config>") -> ConfigF
 
 def parse_config_file(path: Path) -> ConfigFile:
     """Parse `NAME.conf`; the guest's name is the file's stem."""
-    return parse_config_text(path.read_text(), path.stem, str(path))
+    return parse_config_text(config_text(path.read_bytes(), str(path)), path.stem, str(path))

@@ -122,6 +122,10 @@ def check_guest(guest: Guest, claims: HostClaims | None = None) -> None:
         raise HpvmError(f"vcpus {guest.vcpus} out of range 1-{limits.VCPUS.stop - 1}")
     if guest.memory_mb < limits.MIN_MEMORY_MB:
         raise HpvmError(f"memory {guest.memory_mb} MB is below {limits.MIN_MEMORY_MB} MB")
+    if guest.memory_mb > limits.MAX_MEMORY_MB:
+        raise HpvmError(
+            f"memory {guest.memory_mb} MB is more than libvirt's limit of {limits.MAX_MEMORY_MB} MB"
+        )
     for device in guest.devices:
         check_device(device)
     _check_counts(guest)

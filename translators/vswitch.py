@@ -11,6 +11,7 @@ from translators.errors import HpvmError
 from translators.grammar import VSWITCH_NAME
 from translators.layout import table
 from translators.readback import interface_taps, read_domain
+from translators.text import ASCII_NUMBER
 
 NS = "urn:avio-kvm:vswitch:1"
 NS_PREFIX = "vsw"
@@ -60,13 +61,20 @@ def parse_port_vlan(text: str) -> tuple[int, int | None]:
     parts = text.split(":")
     if len(parts) != 4 or parts[0].lower() != "portid" or parts[2].lower() != "vlanid":
         raise HpvmError("-u takes portid:N:vlanid:M (or vlanid:none)", text)
-    if not parts[1].isdigit() or int(parts[1]) not in limits.PORT_IDS:
+    port = _number(parts[1])
+    if port is None or port not in limits.PORT_IDS:
         raise HpvmError(f"port id must be 0-{limits.PORT_IDS.stop - 1}", text)
     if parts[3].lower() == "none":
-        return int(parts[1]), None
-    if not parts[3].isdigit() or int(parts[3]) not in limits.VLAN_IDS:
+        return port, None
+    vlan = _number(parts[3])
+    if vlan is None or vlan not in limits.VLAN_IDS:
         raise HpvmError(f"VLAN id must be 1-{limits.VLAN_IDS.stop - 1} or none", text)
-    return int(parts[1]), int(parts[3])
+    return port, vlan
+
+
+def _number(text: str) -> int | None:
+    """ASCII digits (a few) -> int; anything else (Unicode digits, 5,000 digits) -> None."""
+    return int(text) if ASCII_NUMBER.fullmatch(text) and len(text) <= 6 else None
 
 
 def render_network(v: VSwitch) -> str:

@@ -4,27 +4,38 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 
 from agent.errors import HostError
 from translators.errors import HpvmError
+from translators.text import printable
 
 EXIT_OK = 0
 EXIT_HOST = 1
 EXIT_INPUT = 2
 
 
+def one_line(message: str) -> str:
+    """`message` as one printable line: whitespace runs joined, control characters escaped."""
+    return printable(" ".join(message.split()))
+
+
 def warn(prog: str, messages: Sequence[str]) -> None:
     for message in messages:
-        print(f"{prog}: warning: {message}", file=sys.stderr)
+        print(f"{prog}: warning: {one_line(message)}", file=sys.stderr)
 
 
 def fail(prog: str, message: str) -> None:
-    print(f"{prog}: error: {message}", file=sys.stderr)
+    print(f"{prog}: error: {one_line(message)}", file=sys.stderr)
 
 
 def run(prog: str, main: Callable[[list[str]], int], argv: list[str] | None = None) -> int:
-    """Run a command's main, turning errors into one line and an exit status."""
+    """Run a command's main, turning errors into one line and an exit status.
+
+    No exception gets through: an unexpected one is a bug, reported on one
+    line (exit 1) with its traceback only when AVIO_DEBUG is set.
+    """
     args = sys.argv[1:] if argv is None else argv
     try:
         return main(args)
@@ -36,11 +47,16 @@ def run(prog: str, main: Callable[[list[str]], int], argv: list[str] | None = No
         return EXIT_HOST
     except KeyboardInterrupt:
         return 130
-    except Exception as err:  # libvirt.libvirtError, OSError from the host
+    except SystemExit as err:  # argparse's --help
+        return err.code if isinstance(err.code, int) else EXIT_HOST
+    except Exception as err:
         if type(err).__name__ == "libvirtError" or isinstance(err, OSError):
-            fail(prog, " ".join(str(err).split()))
+            fail(prog, str(err))  # libvirt.libvirtError, OSError from the host
             return EXIT_HOST
-        raise
+        if os.environ.get("AVIO_DEBUG"):
+            traceback.print_exc()
+        fail(prog, f"internal error ({type(err).__name__}: {err}); please report it")
+        return EXIT_HOST
 
 
 def default_uri(option: str | None) -> str:

@@ -10,7 +10,7 @@ from agent.backing import backing_size
 from agent.cli.common import EXIT_OK, connect, run, warn
 from translators.allocate import complete
 from translators.errors import HpvmError, Warnings
-from translators.options import config_argv, create_parser, guest_from_options
+from translators.options import config_argv, config_text, create_parser, guest_from_options
 from translators.render import render_domain, to_string
 from translators.validate import check_guest, check_sizes
 
@@ -27,9 +27,10 @@ def create(argv: list[str]) -> int:
     warnings = Warnings()
     if options.config:
         try:
-            text = Path(options.config).read_text()
+            data = Path(options.config).read_bytes()
         except OSError as err:
             raise HpvmError(f"cannot read {options.config}: {err.strerror}") from None
+        text = config_text(data, options.config)
         file_argv = config_argv(text, options.name, options.config, warnings)
         options = create_parser().parse_args([*file_argv, *argv])
     guest = guest_from_options(options, warnings)
