@@ -112,6 +112,7 @@ ip link set lo up
 
 # Lines typed on the console: a session of its own, so that the serial line is
 # its controlling terminal. Started before "ready", so nothing typed is lost.
+# shellcheck disable=SC2016 # expanded by the inner shell
 setsid sh -c 'exec < /dev/ttyS0; while read -r line; do echo "AVIO typed $line"; done' &
 
 : > /tmp/old
