@@ -126,6 +126,24 @@ def read_domain(xml: str | bytes | etree._Element) -> Guest:
     return guest
 
 
+def read_saved_domain(text: str | bytes) -> Guest | None:
+    """The guest in a file libvirt keeps: a definition (`<domain>`) or a running
+    domain's status (`<domstatus>` around its live `<domain>`); None for anything else."""
+    try:
+        root = parse_xml(text)
+    except etree.XMLSyntaxError:
+        return None
+    domain = root.find("domain") if root.tag == "domstatus" else root
+    if domain is None or domain.tag != "domain":
+        return None
+    return read_domain(domain)
+
+
+def is_hpvm_guest(xml: str | bytes | etree._Element) -> bool:
+    """Does the domain carry our metadata (made by hpvmcreate or the agent)?"""
+    return parse_xml(xml).find(f"metadata/{{{NS}}}guest") is not None
+
+
 def interface_taps(xml: str | bytes | etree._Element) -> dict[str, str]:
     """MAC -> host tap device of a running domain's interfaces."""
     found = {}

@@ -144,7 +144,7 @@ def check_guest(guest: Guest, claims: HostClaims | None = None) -> None:
     _check_counts(guest)
     _check_addresses(guest)
     claims = claims or HostClaims()
-    _check_backings(guest, claims)
+    check_backings(guest, claims)
     _check_macs(guest, claims)
     _check_ports(guest, claims)
     for nic in guest.networks:
@@ -205,7 +205,7 @@ def _check_addresses(guest: Guest) -> None:
             targets[tkey] = device
 
 
-def _check_backings(guest: Guest, claims: HostClaims) -> None:
+def check_backings(guest: Guest, claims: HostClaims) -> None:
     """One storage (under any name, or a disk and its partition) backs one device."""
     seen: list[tuple[str, StorageDevice]] = []
     for dev in guest.storage:
