@@ -139,6 +139,12 @@ def read_saved_domain(text: str | bytes) -> Guest | None:
     return read_domain(domain)
 
 
+def nvram_path(xml: str | bytes | etree._Element) -> str | None:
+    """The file holding a domain's UEFI variables (`<os><nvram>`), if it has one."""
+    text = parse_xml(xml).findtext("os/nvram")
+    return text.strip() if text and text.strip() else None
+
+
 def is_hpvm_guest(xml: str | bytes | etree._Element) -> bool:
     """Does the domain carry our metadata (made by hpvmcreate or the agent)?"""
     return parse_xml(xml).find(f"metadata/{{{NS}}}guest") is not None
