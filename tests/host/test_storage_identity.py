@@ -7,10 +7,14 @@ change no definition.
 
 from __future__ import annotations
 
+import subprocess
+import uuid
+
 import pytest
 
 from agent.cli import hpvmcreate, hpvmmodify
 from tests.host.conftest import domain_xml, sh
+from tests.host.guestkit import BIN
 
 
 @pytest.fixture
@@ -96,3 +100,35 @@ def test_delete_finds_a_disk_by_identity(cli, guest_name, image, tmp_path):
     result = cli(hpvmmodify, ["-P", name, "-d", f"disk:avio_stor::file:{tmp_path}/alias.img"])
     assert result.code == 0, result.err
     assert disk not in domain_xml(name)
+
+
+def test_a_config_naming_a_disk_by_another_name_changes_nothing(host, image, tmp_path):
+    """The agent's plan compares by identity too: no unplug/replug of the same disk."""
+    disk = image("d1.img")
+    (tmp_path / "alias.img").symlink_to(disk)
+    guests = tmp_path / "guests"
+    guests.mkdir()
+    name = f"avt-{uuid.uuid4().hex[:8]}"
+    config = guests / f"{name}.conf"
+    config.write_text(f"-O linux\n-r 128M\n-B manual\n-a disk:avio_stor::file:{disk}\n")
+
+    def agent_once() -> str:
+        result = subprocess.run(
+            [str(BIN / "avio-agent"), "--once", "--guests-dir", str(guests)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "AVIO_VIRT_TYPE": "qemu"},
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stderr
+
+    try:
+        agent_once()
+        before = domain_xml(name)
+        config.write_text(config.read_text().replace(disk, f"{tmp_path}/alias.img"))
+        log = agent_once()
+        assert "detach" not in log and "attach" not in log, log
+        assert domain_xml(name) == before
+    finally:
+        subprocess.run([str(BIN / "hpvmremove"), "-P", name, "-F"], capture_output=True)
