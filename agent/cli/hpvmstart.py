@@ -11,9 +11,15 @@ from agent.cli.common import EXIT_OK, connect, run, simple_parser
 from agent.connection import libvirt_message
 from agent.errors import HostError
 from agent.inventory import config_guest, lookup
-from agent.startcheck import check_start
 
 PROG = "hpvmstart"
+
+
+def check_start(conn: libvirt.virConnect, dom: libvirt.virDomain) -> None:
+    """The guest's storage, checked against the host as it is now."""
+    from agent.startcheck import check_start as check
+
+    check(conn, dom)
 
 
 def start(argv: list[str]) -> int:
@@ -22,8 +28,8 @@ def start(argv: list[str]) -> int:
     dom = lookup(conn, options.name)
     if dom.isActive():
         raise HostError(f"guest '{options.name}' is already running")
-    check_start(conn, dom)  # storage as it is now (the hook checks again for virsh start)
     nics = config_guest(dom).networks
+    check_start(conn, dom)  # storage as it is now (the hook checks again for virsh start)
     on_vswitches = vswitch_store.managed(conn, nics)
     if on_vswitches:  # netlink (pyroute2) is loaded only for guests on hpvmnet vswitches
         from agent import vswitches
