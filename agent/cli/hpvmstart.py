@@ -6,20 +6,13 @@ import sys
 
 import libvirt
 
-from agent import vswitch_store
+from agent import startcheck, vswitch_store
 from agent.cli.common import EXIT_OK, connect, run, simple_parser
 from agent.connection import libvirt_message
 from agent.errors import HostError
 from agent.inventory import config_guest, lookup
 
 PROG = "hpvmstart"
-
-
-def check_start(conn: libvirt.virConnect, dom: libvirt.virDomain) -> None:
-    """The guest's storage, checked against the host as it is now."""
-    from agent.startcheck import check_start as check
-
-    check(conn, dom)
 
 
 def start(argv: list[str]) -> int:
@@ -29,7 +22,7 @@ def start(argv: list[str]) -> int:
     if dom.isActive():
         raise HostError(f"guest '{options.name}' is already running")
     nics = config_guest(dom).networks
-    check_start(conn, dom)  # storage as it is now (the hook checks again for virsh start)
+    startcheck.check_start(conn, dom)  # storage as it is now (the hook checks virsh start)
     on_vswitches = vswitch_store.managed(conn, nics)
     if on_vswitches:  # netlink (pyroute2) is loaded only for guests on hpvmnet vswitches
         from agent import vswitches
