@@ -5,14 +5,17 @@ with the domain XML on stdin (see scripts/libvirt-qemu-hook). Two operations
 matter, and both happen for every start, by `hpvmstart`, `virsh start` or
 autostart at boot:
 
-- `prepare`: before libvirt plugs the taps. An hpvmnet vswitch whose bridge is
-  gone (the host rebooted) is made again, with its uplink.
+- `prepare`: before QEMU opens anything. The guest's storage is checked again
+  (`agent.startcheck`: a renumbered `/dev/sdX`, a device the host mounted
+  meanwhile, storage another guest uses), then an hpvmnet vswitch whose bridge
+  is gone (the host rebooted) is made again, with its uplink.
 - `started`: QEMU runs, its vCPUs do not yet. Each NIC's tap gets its port's
   VLAN rule, so the guest never sends a frame through an unfiltered port.
 
 A failure exits 1 with one line on stderr: libvirt then does not start the
-guest. A hook must not call libvirt (it would deadlock), so the vswitch
-definitions are read from the files libvirt keeps them in.
+guest, and shows that line. A hook must not call libvirt (it would deadlock),
+so the vswitch definitions and the other guests are read from the files
+libvirt keeps them in.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from translators.readback import read_domain
+from translators.readback import is_hpvm_guest, read_domain
 from translators.vswitch import VSwitch, port_rules, read_network
 
 NETWORKS_DIR = Path("/etc/libvirt/qemu/networks")
@@ -46,8 +49,32 @@ def vswitch_definitions(directory: Path) -> dict[str, VSwitch]:
     return found
 
 
+def domain_dirs() -> list[Path]:
+    """Where the other guests are read from ($AVIO_LIBVIRT_DOMAINS: dirs separated by ':')."""
+    value = os.environ.get("AVIO_LIBVIRT_DOMAINS")
+    if value is None:
+        from agent.startcheck import DOMAIN_DIRS
+
+        return list(DOMAIN_DIRS)
+    return [Path(d) for d in value.split(":") if d]
+
+
+def check_storage(domain_xml: str) -> None:
+    """An hpvm guest's backing stores may reach it now (others' domains are left alone)."""
+    try:
+        if not is_hpvm_guest(domain_xml):
+            return
+    except etree.XMLSyntaxError:
+        return  # libvirt always sends the domain; nothing to check without one
+    from agent.startcheck import check_storage_now, claims_from_files
+
+    guest = read_domain(domain_xml)
+    check_storage_now(guest, claims_from_files(domain_dirs(), exclude=guest.name))
+
+
 def prepare(domain_xml: str, vswitches: dict[str, VSwitch]) -> None:
-    """Every vswitch the guest uses has its bridge (and uplink)."""
+    """The guest's storage is safe to hand it; every vswitch it uses has its bridge (and uplink)."""
+    check_storage(domain_xml)
     for name in sorted({nic.vswitch for nic in read_domain(domain_xml).networks}):
         v = vswitches.get(name)
         if v is None or Path(f"/sys/class/net/{v.name}").exists():
@@ -80,7 +107,7 @@ def main() -> None:
     directory = Path(os.environ.get("AVIO_LIBVIRT_NETWORKS", NETWORKS_DIR))
     try:
         vswitches = vswitch_definitions(directory)
-        if vswitches:
+        if vswitches or handler is prepare:
             handler(sys.stdin.read(), vswitches)
     except Exception as err:  # one line for libvirt's error message, never a traceback
         print(f"{PROG}: guest {sys.argv[1]}: {err}", file=sys.stderr)

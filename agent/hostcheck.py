@@ -1,4 +1,11 @@
-"""Is a backing store safe to give to a guest? Checks against the running host."""
+"""Is a backing store safe to give to a guest? Checks against the running host.
+
+Mounts are found by the block devices behind them: the device number in
+mountinfo when it is a real one, the mount's source (btrfs, and others, show an
+anonymous `0:NN` device), every device of a mounted btrfs
+(`/sys/fs/btrfs/*/devices/`, which also shows btrfs mounted in other mount
+namespaces) and, through `slaves/`, the disks under a mapped device.
+"""
 
 from __future__ import annotations
 
@@ -8,36 +15,97 @@ from pathlib import Path
 
 from translators.errors import HpvmError
 from translators.model import StorageDevice, StorageType
-from translators.validate import statement_of
+from translators.validate import PART, statement_of
 
 BLOCK_STORAGE = (StorageType.DISK, StorageType.LV)
+
+#: Host directories whose files never back a guest disk (checked on the real path).
+SYSTEM_DIRS = (
+    "/etc",
+    "/boot",
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",  # and /lib32, /lib64, /libx32: any top directory named lib*
+    "/proc",
+    "/sys",
+    "/dev",
+    "/run",
+    "/var/lib/dpkg",
+    "/var/lib/apt",
+    "/var/lib/systemd",
+    "/var/lib/libvirt/qemu",  # NVRAM, managed saves
+    "/var/backups",
+    "/var/log",
+    "/var/spool",
+)
 
 
 def device_number(path: str) -> int | None:
     """st_rdev of a block device (symlinks followed), else None."""
     try:
         st = os.stat(path)
-    except OSError:
+    except (OSError, ValueError):
         return None
     return st.st_rdev if stat.S_ISBLK(st.st_mode) else None
+
+
+def _number(rdev: int) -> str:
+    return f"{os.major(rdev)}:{os.minor(rdev)}"
+
+
+def _sysfs_dir(rdev: int) -> Path:
+    return Path(f"/sys/dev/block/{_number(rdev)}").resolve()
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def _loop_file(block_dir: Path) -> str | None:
+    """The file behind a loop device (its sysfs dir), if it is one and the file still exists."""
+    name = _read(block_dir / "loop" / "backing_file")
+    if not name or name.endswith(" (deleted)"):
+        return None
+    return name
+
+
+def _file_key(st: os.stat_result) -> str:
+    return f"file:{st.st_dev}:{st.st_ino}"
+
+
+def _block_key(rdev: int) -> str:
+    """A whole disk by number, a partition as `WHOLE#PART`; a loop device is its file."""
+    base = _sysfs_dir(rdev)
+    partition = (base / "partition").exists()
+    whole = base.parent if partition else base
+    whole_key = f"blk:{_read(whole / 'dev') or _number(rdev)}"
+    backing = _loop_file(whole)
+    if backing:
+        try:
+            whole_key = _file_key(os.stat(backing))
+        except OSError:
+            pass
+    return f"{whole_key}{PART}{_number(rdev)}" if partition else whole_key
 
 
 def backing_key(path: str) -> str:
     """An identity for a backing store: block devices by number, files by inode, else the path.
 
-    `/dev/disk/by-id/...`, `/dev/mapper/...` and `/dev/sdb` of one device share a key.
+    `/dev/disk/by-id/...`, `/dev/mapper/...` and `/dev/sdb` of one device share a key;
+    so do a file, a symlink to it and the loop device over it. A partition's key
+    extends its disk's (`translators.validate.same_storage`).
     """
     try:
         st = os.stat(path)
-    except OSError:
+    except (OSError, ValueError):
         return os.path.normpath(path)
     if stat.S_ISBLK(st.st_mode):
-        return f"blk:{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
-    return f"file:{st.st_dev}:{st.st_ino}"
-
-
-def _sysfs_dir(rdev: int) -> Path:
-    return Path(f"/sys/dev/block/{os.major(rdev)}:{os.minor(rdev)}").resolve()
+        return _block_key(st.st_rdev)
+    return _file_key(st)
 
 
 def _family(rdev: int) -> list[Path]:
@@ -51,28 +119,115 @@ def _family(rdev: int) -> list[Path]:
 
 
 def _numbers(dirs: list[Path]) -> set[str]:
-    numbers = set()
-    for d in dirs:
-        try:
-            numbers.add((d / "dev").read_text().strip())
-        except OSError:
-            pass
-    return numbers
+    return {n for n in (_read(d / "dev") for d in dirs) if n}
 
 
-def _mounted_numbers() -> set[str]:
-    numbers = set()
+def _unescape(field: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as octal (`\\040`)."""
+    for code in ("\\040", "\\011", "\\012", "\\134"):
+        field = field.replace(code, chr(int(code[1:], 8)))
+    return field
+
+
+def _mounts() -> list[tuple[str, str, str]]:
+    """(device number, mount point, source) of each mount this process sees."""
+    found = []
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        numbers.add(line.split()[2])
-    return numbers
+        fields = line.split(" ")
+        try:
+            source = fields[fields.index("-", 6) + 2]
+        except (ValueError, IndexError):
+            continue
+        found.append((fields[2], _unescape(fields[4]), _unescape(source)))
+    return found
+
+
+def _source_number(source: str) -> str | None:
+    if not source.startswith("/"):
+        return None  # proc, tmpfs, overlay, ...
+    rdev = device_number(source)
+    return _number(rdev) if rdev is not None else None
+
+
+def _btrfs_filesystems() -> list[set[str]]:
+    """The device numbers of each mounted btrfs (sysfs lists them, in any mount namespace)."""
+    found = []
+    for fs in Path("/sys/fs/btrfs").glob("*/devices"):
+        found.append(_numbers(list(fs.iterdir())))
+    return found
+
+
+def _with_slaves(numbers: set[str]) -> set[str]:
+    """Add the devices under mapped ones (device-mapper, RAID), recursively."""
+    todo, seen = list(numbers), set(numbers)
+    while todo:
+        for slave in Path(f"/sys/dev/block/{todo.pop()}/slaves").glob("*"):
+            number = _read(slave / "dev")
+            if number and number not in seen:
+                seen.add(number)
+                todo.append(number)
+    return seen
+
+
+def _real(number: str) -> bool:
+    return not number.startswith("0:")
+
+
+def mounted_devices() -> set[str]:
+    """Device numbers ("MAJ:MIN") of every block device behind a mounted file system."""
+    numbers = set()
+    for device, _, source in _mounts():
+        if _real(device):
+            numbers.add(device)
+        number = _source_number(source)
+        if number:
+            numbers.add(number)
+    for fs in _btrfs_filesystems():
+        numbers |= fs
+    return _with_slaves(numbers)
+
+
+def filesystem_devices(path: str) -> set[str]:
+    """Device numbers of the block devices behind the file system that holds `path`.
+
+    The mount is found by its mount point (btrfs gives files another anonymous
+    `st_dev` than the one mountinfo shows).
+    """
+    real = os.path.realpath(path)
+    device = _number(os.stat(real).st_dev)
+    numbers = {device} if _real(device) else set()
+    best: tuple[str, str, str] | None = None
+    for mount in _mounts():
+        point = mount[1]
+        inside = point == "/" or real == point or real.startswith(point + "/")
+        if inside and (best is None or len(point) >= len(best[1])):
+            best = mount  # the longest mount point; the last one mounted over it
+    if best is not None:
+        if _real(best[0]):
+            numbers.add(best[0])
+        found = _source_number(best[2])
+        if found:
+            numbers.add(found)
+    for fs in _btrfs_filesystems():
+        if fs & numbers:
+            numbers |= fs
+    return _with_slaves(numbers)
+
+
+def _swap_entries() -> list[str]:
+    try:
+        lines = Path("/proc/swaps").read_text().splitlines()[1:]
+    except OSError:
+        return []
+    return [_unescape(line.split()[0]) for line in lines if line.split()]
 
 
 def _swap_numbers() -> set[str]:
     numbers = set()
-    for line in Path("/proc/swaps").read_text().splitlines()[1:]:
-        number = device_number(line.split()[0])
+    for name in _swap_entries():
+        number = device_number(name)
         if number is not None:
-            numbers.add(f"{os.major(number)}:{os.minor(number)}")
+            numbers.add(_number(number))
     return numbers
 
 
@@ -82,8 +237,10 @@ def host_use(path: str) -> str | None:
     if rdev is None:
         return None
     family = _family(rdev)
-    numbers = _numbers(family)
-    if numbers & _mounted_numbers():
+    numbers = _numbers(family) | {_number(rdev)}
+    if numbers & filesystem_devices("/"):
+        return "holds the host's root file system"
+    if numbers & mounted_devices():
         return "is mounted on the host (or a partition of it is)"
     if numbers & _swap_numbers():
         return "is in use as swap on the host"
@@ -92,9 +249,63 @@ def host_use(path: str) -> str | None:
         if holders.exists() and any(holders.iterdir()):
             names = ", ".join(sorted(h.name for h in holders.iterdir()))
             return f"is held by {names} on the host (LVM, RAID or multipath)"
-    root = os.stat("/").st_dev
-    if f"{os.major(root)}:{os.minor(root)}" in numbers:
-        return "holds the host's root file system"
+    whole = family[0].parent if (family[0] / "partition").exists() else family[0]
+    loop_file = _loop_file(whole)
+    where = system_path(loop_file) if loop_file else None
+    if where:
+        return f"is a loop device over {loop_file}, in the host's system directory {where}"
+    return None
+
+
+def system_path(path: str) -> str | None:
+    """The host system directory that holds `path` (symlinks resolved), or None."""
+    real = os.path.realpath(path)
+    top = real.split("/")[1] if real.count("/") >= 1 else ""
+    if top.startswith("lib"):
+        return f"/{top}"
+    for directory in SYSTEM_DIRS:
+        if real == directory or real.startswith(directory + "/"):
+            return directory
+    return None
+
+
+def _loop_devices() -> list[tuple[str, str]]:
+    """(/dev/loopN, backing file) of every bound loop device."""
+    found = []
+    for block in Path("/sys/block").glob("loop*"):
+        backing = _loop_file(block)
+        if backing:
+            found.append((f"/dev/{block.name}", backing))
+    return found
+
+
+def file_use(path: str) -> str | None:
+    """Why the host itself uses this file (system file, swap, behind a busy loop), or None."""
+    where = system_path(path)
+    if where:
+        return f"is in the host's system directory {where}"
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    me = (st.st_dev, st.st_ino)
+    for name in _swap_entries():
+        try:
+            swap = os.stat(name)
+        except OSError:
+            continue
+        if (swap.st_dev, swap.st_ino) == me:
+            return "is in use as swap on the host"
+    for loop, backing in _loop_devices():
+        try:
+            other = os.stat(backing)
+        except OSError:
+            continue
+        if (other.st_dev, other.st_ino) != me:
+            continue
+        reason = host_use(loop)
+        if reason:
+            return f"backs {loop}, which {reason}"
     return None
 
 
@@ -109,14 +320,19 @@ def check_backing(dev: StorageDevice) -> None:
         raise HpvmError(f"backing store {dev.location} does not exist", stmt) from None
     except OSError as err:
         raise HpvmError(f"cannot use backing store {dev.location}: {err.strerror}", stmt) from None
+    except ValueError:
+        raise HpvmError("a backing store path cannot contain a NUL character", stmt) from None
     if dev.storage in BLOCK_STORAGE and not stat.S_ISBLK(st.st_mode):
         raise HpvmError(
             f"{dev.location} is not a block device ('{dev.storage}' storage needs one; "
             "use 'file' for an image file)",
             stmt,
         )
-    if dev.storage is StorageType.FILE and not stat.S_ISREG(st.st_mode):
-        raise HpvmError(f"{dev.location} is not a regular file ('file' storage)", stmt)
-    reason = host_use(dev.location)
+    if dev.storage is StorageType.FILE:
+        if not stat.S_ISREG(st.st_mode):
+            raise HpvmError(f"{dev.location} is not a regular file ('file' storage)", stmt)
+        reason = file_use(dev.location)
+    else:
+        reason = host_use(dev.location)
     if reason:
         raise HpvmError(f"{dev.location} {reason}", stmt)

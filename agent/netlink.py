@@ -116,6 +116,53 @@ def release(uplink: str) -> None:
             ipr.link("set", index=port, master=0)
 
 
+AF_INET, AF_INET6 = 2, 10
+MAIN_TABLE, LOCAL_TABLE = 254, 255
+
+
+def _ipv6_automatic(address: str | None) -> bool:
+    """Link-local (fe80::/10) and multicast: every IPv6 interface has them."""
+    return bool(address) and address.lower().startswith(("fe8", "fe9", "fea", "feb", "ff"))
+
+
+def _oifs(route) -> set[int]:
+    found = {route.get("RTA_OIF")}
+    for hop in route.get("RTA_MULTIPATH") or []:
+        found.add(hop.get("oif"))
+    return found
+
+
+def host_traffic(name: str) -> tuple[list[str], list[str]]:
+    """(addresses, routes) the host itself has on interface `name`.
+
+    IPv6 link-local addresses and routes (which every IPv6 interface has) do
+    not count; routes of every table but `local` do.
+    """
+    with route_socket() as ipr:
+        index = _index(ipr, name)
+        if index is None:
+            return [], []
+        addresses = []
+        for addr in ipr.get_addr(index=index):
+            address = addr.get("IFA_ADDRESS")
+            if addr["family"] == AF_INET6 and _ipv6_automatic(address):
+                continue
+            addresses.append(f"{address}/{addr['prefixlen']}")
+        routes = []
+        for family in (AF_INET, AF_INET6):
+            for route in ipr.get_routes(family=family):
+                table = route.get("RTA_TABLE") or route["table"]
+                dst = route.get("RTA_DST")
+                if index not in _oifs(route) or table == LOCAL_TABLE:
+                    continue
+                if family == AF_INET6 and _ipv6_automatic(dst):
+                    continue
+                gateway = route.get("RTA_GATEWAY")
+                text = f"{dst}/{route['dst_len']}" if dst else "default"
+                routes.append(text + (f" via {gateway}" if gateway else ""))
+        return addresses, routes
+
+
 def mac_of(name: str) -> str | None:
     with route_socket() as ipr:
         index = _index(ipr, name)

@@ -4,9 +4,12 @@
 # scripts when it starts, so it is restarted when the hook is new or changed.
 #   install-libvirt-hook.sh /opt/avio-kvm/bin/avio-libvirt-hook
 #   install-libvirt-hook.sh --remove
+# HOOK may contain any character (spaces, &, quotes): it is written quoted.
+# AVIO_HOOK_TARGET=FILE installs to FILE instead, without restarting libvirtd
+# (for tests).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-target=/etc/libvirt/hooks/qemu.d/avio-kvm
+target=${AVIO_HOOK_TARGET:-/etc/libvirt/hooks/qemu.d/avio-kvm}
 
 restart_libvirtd() {
   if [ -d /run/systemd/system ]; then
@@ -25,11 +28,18 @@ if [ "${1:-}" = --remove ]; then
   exit 0
 fi
 hook=${1:?usage: install-libvirt-hook.sh PATH-OF-avio-libvirt-hook | --remove}
-wanted=$(sed "s|@HOOK@|$hook|" "$repo/scripts/libvirt-qemu-hook")
+shopt -u patsub_replacement 2>/dev/null || true # bash 5.2: '&' in a replacement is the match
+# One sh word, single-quoted: each ' becomes '\'' (close, escaped quote, reopen).
+quote="'\\''"
+quoted="'${hook//\'/$quote}'"
+template=$(cat "$repo/scripts/libvirt-qemu-hook")
+wanted=${template//@HOOK@/"$quoted"}
 if [ "$(cat "$target" 2>/dev/null)" != "$wanted" ]; then
   install -d -m 0755 "$(dirname "$target")"
   printf '%s\n' "$wanted" > "$target.tmp"
   chmod 0755 "$target.tmp"
   mv "$target.tmp" "$target"
-  restart_libvirtd
+  if [ -z "${AVIO_HOOK_TARGET:-}" ]; then
+    restart_libvirtd
+  fi
 fi

@@ -109,3 +109,12 @@ def test_129th_avio_device_is_refused():
     plan_modify(g, add, [], [])
     with pytest.raises(HpvmError, match="more than 128 AVIO"):
         plan_modify(g, [*add, *stmts("disk:avio_stor::file:/f/x")], [], [])
+
+
+def test_same_storage_keys_overlap_for_a_disk_and_its_partitions():
+    from translators.validate import same_storage
+
+    assert same_storage("blk:7:0", "blk:7:0")
+    assert same_storage("blk:7:0", "blk:7:0#259:1") and same_storage("file:1:2#259:1", "file:1:2")
+    assert not same_storage("blk:7:0#259:1", "blk:7:0#259:2")
+    assert not same_storage("blk:7:1", "blk:7:10") and not same_storage("/x", "/x#y")

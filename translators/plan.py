@@ -7,6 +7,7 @@ and an ordered list of changes for the host layer to apply.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -29,15 +30,21 @@ class Change:
     new_controller: bool = False  # attach the device's HBA first
 
 
-def matches(statement: Device, device: Device) -> bool:
-    """Does a `-d` statement name this device? Every field it gives must agree."""
+def matches(statement: Device, device: Device, key: Callable[[str], str] | None = None) -> bool:
+    """Does a `-d` statement name this device? Every field it gives must agree.
+
+    Locations compare by `key` (the host's identity of a backing store) when given.
+    """
     if type(statement) is not type(device) or statement.adapter is not device.adapter:
         return False
     if isinstance(statement, StorageDevice):
         assert isinstance(device, StorageDevice)
         fields = ["device", "bus", "slot", "target", "storage"]
         if statement.location and statement.location != device.location:
-            return False
+            if key is None or not device.location:
+                return False
+            if key(statement.location) != key(device.location):
+                return False
     else:
         fields = ["vswitch", "bus", "slot", "mac", "portid"]
     return all(
@@ -45,8 +52,8 @@ def matches(statement: Device, device: Device) -> bool:
     )
 
 
-def _find(guest: Guest, statement: Device) -> Device:
-    found = [d for d in guest.devices if matches(statement, d)]
+def _find(guest: Guest, statement: Device, key: Callable[[str], str] | None = None) -> Device:
+    found = [d for d in guest.devices if matches(statement, d, key)]
     if not found:
         raise HpvmError(f"guest {guest.name} has no such device", statement_of(statement))
     if len(found) > 1:
@@ -131,7 +138,7 @@ def plan_modify(
     new = copy.deepcopy(guest)
     changes: list[Change] = []
     for statement in delete:
-        device = _find(new, statement)
+        device = _find(new, statement, claims.key if claims else None)
         _remove(new, device)
         changes.append(Change(Action.DETACH, device))
     replaced: list[tuple[Device, Device, Action]] = []

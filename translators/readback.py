@@ -126,6 +126,30 @@ def read_domain(xml: str | bytes | etree._Element) -> Guest:
     return guest
 
 
+def read_saved_domain(text: str | bytes) -> Guest | None:
+    """The guest in a file libvirt keeps: a definition (`<domain>`) or a running
+    domain's status (`<domstatus>` around its live `<domain>`); None for anything else."""
+    try:
+        root = parse_xml(text)
+    except etree.XMLSyntaxError:
+        return None
+    domain = root.find("domain") if root.tag == "domstatus" else root
+    if domain is None or domain.tag != "domain":
+        return None
+    return read_domain(domain)
+
+
+def nvram_path(xml: str | bytes | etree._Element) -> str | None:
+    """The file holding a domain's UEFI variables (`<os><nvram>`), if it has one."""
+    text = parse_xml(xml).findtext("os/nvram")
+    return text.strip() if text and text.strip() else None
+
+
+def is_hpvm_guest(xml: str | bytes | etree._Element) -> bool:
+    """Does the domain carry our metadata (made by hpvmcreate or the agent)?"""
+    return parse_xml(xml).find(f"metadata/{{{NS}}}guest") is not None
+
+
 def interface_taps(xml: str | bytes | etree._Element) -> dict[str, str]:
     """MAC -> host tap device of a running domain's interfaces."""
     found = {}

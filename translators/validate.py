@@ -30,6 +30,23 @@ GUEST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 SizeProbe = Callable[[str], int | None]
 
 
+#: Separates a disk's identity from its partition's in a backing key (`WHOLE#MAJ:MIN`).
+PART = "#"
+
+
+def same_storage(a: str, b: str) -> bool:
+    """Do two backing keys name overlapping storage: the same, or a disk and its partition?
+
+    Keys come from `HostClaims.key`: the host layer makes one device (or file)
+    under any name one key, and a partition's key its disk's key + `PART` + its own.
+    """
+    if a == b:
+        return True
+    if not a.startswith(("blk:", "file:")) or not b.startswith(("blk:", "file:")):
+        return False
+    return a.startswith(b + PART) or b.startswith(a + PART)
+
+
 def statement_of(device: Device) -> str:
     """The statement to quote in a message: as typed, else the canonical form."""
     return device.text or device.requested or format_statement(device)
@@ -40,7 +57,7 @@ class HostClaims:
     """What other guests and the host already use (filled by the host layer)."""
 
     macs: dict[str, str] = field(default_factory=dict)  # mac -> owner ("guest g", "host eth0")
-    backings: dict[str, str] = field(default_factory=dict)  # location -> guest
+    backings: dict[str, str] = field(default_factory=dict)  # backing key -> guest
     ports: dict[str, dict[int, str]] = field(default_factory=dict)  # vswitch -> port -> guest
     #: Maps a backing path to the identity `backings` is keyed by (the host
     #: layer passes one that makes /dev/disk/by-id/... and /dev/sdb equal).
@@ -131,7 +148,7 @@ def check_guest(guest: Guest, claims: HostClaims | None = None) -> None:
     _check_counts(guest)
     _check_addresses(guest)
     claims = claims or HostClaims()
-    _check_backings(guest, claims)
+    check_backings(guest, claims)
     _check_macs(guest, claims)
     _check_ports(guest, claims)
     for nic in guest.networks:
@@ -192,24 +209,31 @@ def _check_addresses(guest: Guest) -> None:
             targets[tkey] = device
 
 
-def _check_backings(guest: Guest, claims: HostClaims) -> None:
-    seen: dict[str, StorageDevice] = {}
+def check_backings(guest: Guest, claims: HostClaims) -> None:
+    """One storage (under any name, or a disk and its partition) backs one device."""
+    seen: list[tuple[str, StorageDevice]] = []
     for dev in guest.storage:
         if dev.storage is StorageType.NULL:
             continue
-        if dev.location in seen:
-            raise HpvmError(
-                f"backing store {dev.location} is already used in this guest by "
-                f"'{statement_of(seen[dev.location])}'",
-                statement_of(dev),
-            )
-        seen[dev.location] = dev
-        owner = claims.backings.get(claims.key(dev.location))
-        if owner is not None and owner != guest.name:
-            raise HpvmError(
-                f"backing store {dev.location} is already used by guest '{owner}'",
-                statement_of(dev),
-            )
+        key = claims.key(dev.location)
+        for other_key, other in seen:
+            if same_storage(key, other_key):
+                raise HpvmError(
+                    f"backing store {dev.location} is already used in this guest by "
+                    f"'{statement_of(other)}'" + _alias_note(dev.location, other.location),
+                    statement_of(dev),
+                )
+        seen.append((key, dev))
+        for other_key, owner in claims.backings.items():
+            if owner != guest.name and same_storage(key, other_key):
+                raise HpvmError(
+                    f"backing store {dev.location} is already used by guest '{owner}'",
+                    statement_of(dev),
+                )
+
+
+def _alias_note(location: str, other: str) -> str:
+    return "" if location == other else f" (the same storage as {other}, or overlapping it)"
 
 
 def _check_macs(guest: Guest, claims: HostClaims) -> None:

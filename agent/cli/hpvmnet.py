@@ -33,7 +33,11 @@ def parser() -> argparse.ArgumentParser:
         help="with -c: the host interface to use as uplink (HPVM's PPA)",
     )
     p.add_argument(
-        "-F", dest="force", action="store_true", help="halt/delete even while running guests use it"
+        "-F",
+        dest="force",
+        action="store_true",
+        help="halt/delete even while running guests use it; create/start with an uplink "
+        "that carries host addresses or routes",
     )
     p.add_argument("--connect", metavar="URI", help="libvirt URI (default qemu:///system)")
     return p
@@ -51,7 +55,23 @@ def _check_uplink(name: str, uplink: str) -> None:
         raise HpvmError(f"uplink {uplink} is already a port of {master}")
 
 
-def create(conn, name: str, uplink: str | None) -> None:
+def check_host_traffic(uplink: str) -> None:
+    """An uplink the host itself talks through (addresses, routes) would cut the host off."""
+    addresses, routes = netlink.host_traffic(uplink)
+    if not addresses and not routes:
+        return
+    what = []
+    if addresses:
+        what.append(f"addresses {', '.join(addresses)}")
+    if routes:
+        what.append(f"routes {', '.join(routes)}")
+    raise HpvmError(
+        f"uplink {uplink} carries the host's {' and '.join(what)}: as a vswitch port it "
+        "would cut the host off them (move them off it first, or use -F)"
+    )
+
+
+def create(conn, name: str, uplink: str | None, force: bool = False) -> None:
     check_name(name)
     existing = vswitches.all_vswitches(conn)
     if any(v.name == name for v in existing):
@@ -60,6 +80,8 @@ def create(conn, name: str, uplink: str | None) -> None:
         raise HpvmError(f"'{name}' is a host interface that is not a bridge")
     if uplink:
         _check_uplink(name, uplink)
+        if not force:
+            check_host_traffic(uplink)
     used = {v.number for v in existing}
     number = next(n for n in range(1, len(used) + 2) if n not in used)
     vswitches.save(conn, VSwitch(name, number, uplink))
@@ -87,10 +109,12 @@ def net(argv: list[str]) -> int:
     port_vlan = parse_port_vlan(options.port_vlan) if options.port_vlan else None
     conn = connect(options.connect)
     if options.create:
-        create(conn, options.name, options.uplink)
+        create(conn, options.name, options.uplink, options.force)
         return EXIT_OK
     v = vswitches.get(conn, options.name)
     if options.boot:
+        if v.uplink and not options.force and netlink.master_of(v.uplink) != v.name:
+            check_host_traffic(v.uplink)
         vswitches.start(conn, v)
         v.up = True
         vswitches.save(conn, v)

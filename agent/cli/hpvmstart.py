@@ -6,7 +6,7 @@ import sys
 
 import libvirt
 
-from agent import vswitch_store
+from agent import startcheck, vswitch_store
 from agent.cli.common import EXIT_OK, connect, run, simple_parser
 from agent.connection import libvirt_message
 from agent.errors import HostError
@@ -25,6 +25,7 @@ def start(argv: list[str]) -> int:
     if reason:
         raise HostError(f"guest '{options.name}' is not runnable here: {reason}")
     nics = config_guest(dom).networks
+    startcheck.check_start(conn, dom)  # storage as it is now (the hook checks virsh start)
     on_vswitches = vswitch_store.managed(conn, nics)
     if on_vswitches:  # netlink (pyroute2) is loaded only for guests on hpvmnet vswitches
         from agent import vswitches

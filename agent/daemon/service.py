@@ -32,6 +32,7 @@ from agent.guests import change_devices, define_guest
 from agent.inventory import config_guest
 from agent.removal import RemovalWatch
 from agent.settings import GuestSettings, apply_settings
+from agent.startcheck import check_replug
 from translators.errors import HpvmError
 from translators.grammar import format_statement
 from translators.model import Device, StorageDevice, StorageType
@@ -352,6 +353,12 @@ class Agent:
                 continue
             number = devnum_of(source.get("dev", ""))
             if number is None or (only is not None and number != only) or not host_size(number):
+                continue
+            try:
+                check_replug(self.conn, dom, source.get("dev"))
+            except HpvmError as err:
+                metrics.FAILED.labels("replug").inc()
+                log.error("plug guest=%s disk=%s refused: %s", dom.name(), target, err)
                 continue
             dom.attachDeviceFlags(
                 etree.tostring(disk, encoding="unicode"), libvirt.VIR_DOMAIN_AFFECT_LIVE

@@ -22,13 +22,25 @@ pytestmark = pytest.mark.integration
 AUTOSTARTED = Path("/run/libvirt/qemu/autostarted")  # libvirt autostarts once per boot
 
 
+INSTALLED = Path("/etc/libvirt/hooks/qemu.d/avio-kvm")
+
+
 @pytest.fixture(scope="module")
-def hook():
+def hook(tmp_path_factory):
+    """Our hook, installed from a prefix with a space and an `&` in it (issue 10, item 21);
+    the hook installed before (if any) is put back afterwards."""
     require_host()
+    before = INSTALLED.read_bytes() if INSTALLED.exists() else None
+    prefix = tmp_path_factory.mktemp("hook") / "avio kvm & co" / "bin"
+    prefix.mkdir(parents=True)
+    (prefix / "avio-libvirt-hook").symlink_to(REPO / ".venv/bin/avio-libvirt-hook")
     installer = REPO / "scripts/install-libvirt-hook.sh"
-    sh(str(installer), str(REPO / ".venv/bin/avio-libvirt-hook"))
+    sh(str(installer), str(prefix / "avio-libvirt-hook"))
     yield
     sh(str(installer), "--remove")
+    if before is not None:
+        INSTALLED.write_bytes(before)
+        INSTALLED.chmod(0o755)
 
 
 @pytest.fixture
@@ -67,3 +79,23 @@ def test_autostart_after_a_reboot_restores_the_bridge_and_the_port_vlan(net, hos
     ((_, tap),) = taps(name).items()
     assert portfilter.current(tap) == "10"
     log.wait_for(r"^AVIO ping 169\.254\.83\.10 ok", timeout=90)
+
+
+def test_virsh_start_of_a_guest_whose_disk_is_mounted_is_refused(host):
+    """libvirt starting a guest itself goes through the same storage check (issue 10, item 4)."""
+    dev = host.loop()
+    name = host.define_guest(f"disk:avio_stor::disk:{dev}", memory="128M")
+    sh("mkfs.ext4", "-q", "-F", dev)
+    mnt = host.tmp / "mnt"
+    mnt.mkdir()
+    sh("mount", dev, str(mnt))
+    try:
+        result = subprocess.run(["virsh", "start", name], capture_output=True, text=True)
+    finally:
+        sh("umount", str(mnt))
+    assert result.returncode != 0
+    assert f"avio-libvirt-hook: guest {name}: {dev} is mounted on the host" in result.stderr
+    state = subprocess.run(["virsh", "domstate", name], capture_output=True, text=True)
+    assert state.stdout.strip() == "shut off"
+    started = subprocess.run(["virsh", "start", name], capture_output=True, text=True)
+    assert started.returncode == 0, started.stderr  # unmounted: the hook lets it start

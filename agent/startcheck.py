@@ -1,0 +1,76 @@
+"""Storage checked again just before it reaches a running guest.
+
+A definition was checked when it was made, but by the time its guest starts,
+or one of its devices comes back, `/dev/sdX` may name another disk (renumbered
+after a reboot) or the host may have mounted it meanwhile. Every path that
+hands a backing store to a running guest calls one of these first:
+`hpvmstart`, the libvirt hook's `prepare` (autostart, `virsh start`; it cannot
+call libvirt, so it reads the other guests from libvirt's files) and the
+agent's re-plug of a returning device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from agent.hostcheck import backing_key, check_backing
+from translators.model import Adapter, DeviceType, Guest, StorageDevice, StorageType
+from translators.readback import read_saved_domain
+from translators.validate import HostClaims, check_backings
+
+if TYPE_CHECKING:  # the hook imports this module and must not need libvirt
+    import libvirt
+
+#: Where libvirt keeps its qemu domains: definitions, and the running ones' status.
+DOMAIN_DIRS = (Path("/etc/libvirt/qemu"), Path("/run/libvirt/qemu"))
+
+
+def check_storage_now(
+    guest: Guest, others: HostClaims, only: Sequence[StorageDevice] | None = None
+) -> None:
+    """`guest`'s backing stores (or those in `only`) may reach it now: each exists, is of
+    its kind, is not used by the host, and no storage is named twice, nor by another guest.
+
+    Raises `HpvmError` naming the statement.
+    """
+    for dev in guest.storage if only is None else only:
+        check_backing(dev)
+    check_backings(guest, others)
+
+
+def check_start(conn: libvirt.virConnect, dom: libvirt.virDomain) -> None:
+    """Before `hpvmstart` starts a guest: its definition's storage, checked now."""
+    from agent.inventory import claims, config_guest
+
+    guest = config_guest(dom)
+    check_storage_now(guest, claims(conn, exclude=guest.name))
+
+
+def check_replug(conn: libvirt.virConnect, dom: libvirt.virDomain, location: str) -> None:
+    """Before the agent plugs a returning block device back into a running guest."""
+    from agent.inventory import claims, config_guest
+
+    guest = config_guest(dom)
+    devices = [d for d in guest.storage if d.location == location]
+    if not devices:  # not in the definition any more: checked as a plain disk
+        devices = [StorageDevice(DeviceType.DISK, Adapter.AVIO_STOR, StorageType.DISK, location)]
+    check_storage_now(guest, claims(conn, exclude=guest.name), only=devices)
+
+
+def claims_from_files(directories: Iterable[Path], exclude: str) -> HostClaims:
+    """What other guests' storage is, from the files libvirt keeps (for the hook)."""
+    found = HostClaims(key=backing_key)
+    for directory in directories:
+        for path in sorted(directory.glob("*.xml")):
+            try:
+                guest = read_saved_domain(path.read_bytes())
+            except (OSError, ValueError, KeyError):
+                continue  # libvirt's own files: not ours to judge
+            if guest is None or guest.name == exclude:
+                continue
+            for dev in guest.storage:
+                if dev.storage is not StorageType.NULL:
+                    found.backings[backing_key(dev.location)] = guest.name
+    return found
