@@ -26,6 +26,7 @@ from pathlib import Path
 
 from lxml import etree
 
+from translators.migration import domain_not_runnable
 from translators.readback import is_hpvm_guest, read_domain
 from translators.vswitch import VSwitch, port_rules, read_network
 
@@ -74,6 +75,9 @@ def check_storage(domain_xml: str) -> None:
 
 def prepare(domain_xml: str, vswitches: dict[str, VSwitch]) -> None:
     """The guest's storage is safe to hand it; every vswitch it uses has its bridge (and uplink)."""
+    reason = domain_not_runnable(domain_xml)
+    if reason:  # migrated away by hpvmmigrate without -D: virsh start must not run it twice
+        raise RuntimeError(f"not runnable here: {reason}")
     check_storage(domain_xml)
     for name in sorted({nic.vswitch for nic in read_domain(domain_xml).networks}):
         v = vswitches.get(name)

@@ -68,3 +68,17 @@ def test_other_operations_and_guests_off_vswitches_pass(tmp_path):
         assert hook("g1", operation, "begin", "-", networks=tmp_path).returncode == 0
     result = hook("g1", "started", "begin", "-", networks=tmp_path, stdin=LIVE_DOMAIN)
     assert result.returncode == 0 and result.stderr == ""
+
+
+def test_a_guest_migrated_away_does_not_start_here(tmp_path):
+    """hpvmmigrate without -D leaves the definition not runnable: virsh start is refused."""
+    marked = LIVE_DOMAIN.replace(
+        "</metadata>",
+        '<avio-migration:runnable xmlns:avio-migration="urn:avio-kvm:migration:1" '
+        'state="disabled" reason="migrated to qemu+ssh://host2/system"/></metadata>',
+    )
+    result = hook("g1", "prepare", "begin", "-", networks=tmp_path, stdin=marked)
+    assert result.returncode == 1
+    assert result.stderr == (
+        "avio-libvirt-hook: guest g1: not runnable here: migrated to qemu+ssh://host2/system\n"
+    )

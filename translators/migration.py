@@ -44,3 +44,11 @@ def passthrough_devices(xml: str) -> list[str]:
         found.append(f"hostdev {hostdev.get('type', '?')}")
     found += ["interface hostdev"] * len(domain.findall("devices/interface[@type='hostdev']"))
     return found
+
+
+def domain_not_runnable(xml: str) -> str | None:
+    """Why a domain (its whole XML, as the qemu hook gets it) may not start here, else None."""
+    element = parse_xml(xml).find(f"metadata/{{{NS}}}runnable")
+    if element is None:
+        return None
+    return not_runnable_reason(etree.tostring(element, encoding="unicode"))

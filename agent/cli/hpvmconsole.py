@@ -32,6 +32,7 @@ from translators.render import console_log_path
 PROG = "hpvmconsole"
 CTRL_B = b"\x02"
 QUIET_AFTER_INPUT = 1.0  # -c CO: seconds of console silence that end a scripted session
+ANSWER_WAIT = 15.0  # -c CO: how long a guest that says nothing after the input is waited for
 LOG_TAIL = 200  # lines CL shows
 
 MENU = """
@@ -137,7 +138,14 @@ def attach(conn: libvirt.virConnect, dom: libvirt.virDomain, interactive: bool) 
                     continue
                 data = os.read(fd, 1024)
                 if not data:  # end of input: wait for the guest's answer, then leave
-                    while time.monotonic() - console.last_output < QUIET_AFTER_INPUT:
+                    ended = time.monotonic()
+                    while not console.closed.is_set():
+                        now = time.monotonic()
+                        answered = console.last_output > ended
+                        if answered and now - console.last_output >= QUIET_AFTER_INPUT:
+                            return
+                        if not answered and now - ended >= ANSWER_WAIT:
+                            return
                         time.sleep(0.05)
                     return
                 before, ctrl_b, _ = data.partition(CTRL_B)

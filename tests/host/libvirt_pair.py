@@ -11,6 +11,7 @@ libvirt refuses `localhost` URIs and equal host UUIDs for migration (verified).
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -64,12 +65,12 @@ class LibvirtHost:
             conf.write(CONF.format(port=port, uuid=uuid.uuid4()))
         with open(etc / "qemu.conf", "a") as conf:
             conf.write(QEMU_CONF.format(low=migration_ports, high=migration_ports + 15))
-        if hook is not None:  # the avio-kvm qemu hook, as scripts/install-libvirt-hook.sh puts it
-            target = etc / "hooks/qemu.d/avio-kvm"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            text = (REPO / "scripts/libvirt-qemu-hook").read_text()
-            target.write_text(text.replace("@HOOK@", f"'{hook}'"))
-            target.chmod(0o755)
+        if hook is not None:  # the avio-kvm qemu hook, installed as scripts/install.sh does
+            subprocess.run(
+                [str(REPO / "scripts/install-libvirt-hook.sh"), str(hook)],
+                check=True,
+                env={**os.environ, "AVIO_HOOK_TARGET": str(etc / "hooks/qemu.d/avio-kvm")},
+            )
         for name in ("run", "lib/qemu", "cache"):
             (self.root / name).mkdir(parents=True, exist_ok=True)
 

@@ -130,6 +130,10 @@ def test_a_running_guest_moves_online_and_keeps_working(pair):
         assert virsh(source.uri, "domstate", name) == "shut off"
         again = hpvm("hpvmstart", "--connect", source.uri, "-P", name, check=False)
         assert again.returncode == 1 and "not runnable here: migrated to" in again.stderr
+        bypass = subprocess.run(  # nor through libvirt itself: the source's qemu hook refuses
+            ["virsh", "-c", source.uri, "start", name], capture_output=True, text=True
+        )
+        assert bypass.returncode != 0 and "not runnable here" in bypass.stderr
         # the agent watching the target forwards a host resize of the guest's disk
         agent = AgentProcess(host.tmp / "guests", host.tmp / "agent.log", free_port())
         (host.tmp / "guests").mkdir(exist_ok=True)
