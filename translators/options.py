@@ -21,6 +21,7 @@ OS_TYPES = ("hpux", "linux", "windows", "openvms", "unknown")
 MEMORY = re.compile(r"(\d+)\s*([mgt]?)b?", re.IGNORECASE)
 MEMORY_FACTORS = {"": 1, "m": 1, "g": 1024, "t": 1024 * 1024}
 IGNORED_STATEMENTS = ("serial:",)
+CONNECT_HELP = "libvirt URI (default $LIBVIRT_DEFAULT_URI, else qemu:///system)"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,7 +59,7 @@ def _vcpus(text: str) -> int:
     return int(text)
 
 
-def _add_guest_options(parser: argparse.ArgumentParser) -> None:
+def _add_guest_options(parser: argparse.ArgumentParser, extensions: str = "") -> None:
     parser.add_argument(
         "-O", dest="os_type", type=_os_type, help="guest OS type (hpux, linux, ...)"
     )
@@ -74,7 +75,7 @@ def _add_guest_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-B", dest="boot_attr", type=_boot_attr, help="auto or manual start")
     parser.add_argument("-l", dest="label", help="free-text label")
-    ext = parser.add_argument_group("avio-kvm extensions (not HPVM)")
+    ext = parser.add_argument_group("avio-kvm extensions (not HPVM)" + extensions)
     ext.add_argument("--kernel", help="boot this kernel directly")
     ext.add_argument("--initrd", help="initramfs for --kernel")
     ext.add_argument("--cmdline", help="kernel command line for --kernel")
@@ -82,7 +83,7 @@ def _add_guest_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--connect", metavar="URI", help="libvirt URI (default qemu:///system)")
+    parser.add_argument("--connect", metavar="URI", help=CONNECT_HELP)
     parser.add_argument(
         "--print-xml", action="store_true", help="print the domain XML and change nothing"
     )
@@ -111,7 +112,7 @@ def create_parser() -> argparse.ArgumentParser:
 def modify_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="hpvmmodify", description="Change a guest, live where it runs.")
     parser.add_argument("-P", dest="name", required=True, help="guest name")
-    _add_guest_options(parser)
+    _add_guest_options(parser, "; accepted but ignored: set by hpvmcreate")
     parser.add_argument(
         "-d",
         dest="delete",
