@@ -139,7 +139,9 @@ def test_status_help_says_v_and_d_need_p(helps):
 # --- bash completion ---------------------------------------------------------------
 
 
-def complete(line: str | None = None, words: list[str] | None = None) -> list[str]:
+def complete(
+    line: str | None = None, words: list[str] | None = None, path: str = "/usr/bin:/bin"
+) -> list[str]:
     """COMPREPLY of the completion function for a command line typed up to its end
     (COMP_LINE/COMP_POINT as bash sets them), or for COMP_WORDS/COMP_CWORD alone."""
     if words is None:
@@ -156,7 +158,7 @@ def complete(line: str | None = None, words: list[str] | None = None) -> list[st
         ["bash", "--norc", "-c", script],
         capture_output=True,
         text=True,
-        env={"PATH": "/usr/bin:/bin:/usr/sbin:/sbin"},
+        env={"PATH": path},
         timeout=60,
     )
     assert result.returncode == 0 and result.stderr == "", result.stderr
@@ -205,7 +207,7 @@ def test_completion_after_a_colon_gives_what_follows_it():
     assert complete("hpvmcreate -a disk:av") == ["avio_stor:"]
     assert complete("hpvmmodify -P g -m network:") == ["avio_lan:", "lan:"]
     assert complete("hpvmcreate -a disk:avio_stor:") == [":"]
-    assert complete("hpvmcreate -a disk:avio_stor:0,1") == ["0,1:"]
+    assert complete("hpvmcreate -a disk:avio_stor:0,1") == []
     assert complete("hpvmcreate -a disk:avio_stor::") == ["disk:", "lv:", "file:"]
     assert complete("hpvmcreate -a dvd:scsi:0,0,5:") == ["disk:", "file:", "null:"]
     assert complete("hpvmcreate -a network:avio_lan::") == ["vswitch:"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from agent.cli import hpvmcreate, hpvmremove
-from tests.host.guestkit import hpvm
+from tests.host.guestkit import BIN, hpvm
 from tests.test_docs import complete
 
 
@@ -27,3 +27,17 @@ def test_vswitch_names_complete_after_s(host):
     finally:
         hpvm("hpvmnet", "-d", "-F", "-S", name, check=False)
     assert name not in complete("hpvmnet -S avtsw")
+
+
+def test_modify_d_offers_the_guests_own_statements(cli, guest_name, loopdev):
+    name, dev = guest_name(), loopdev()
+    statement = f"disk:avio_stor:0,0,3:disk:{dev}"
+    assert cli(hpvmcreate, ["-P", name, "-r", "64M", "-a", statement]).code == 0
+    path = f"{BIN}:/usr/bin:/bin"  # hpvmstatus, as installed
+    # bash replaces what follows the last ':' of the word typed
+    assert complete(f"hpvmmodify -P {name} -d disk:avio_stor:0,", path=path) == [
+        f"0,0,3:disk:{dev}"
+    ]
+    offered = complete(f"hpvmmodify -P {name} -m ", path=path)
+    assert offered[0] == statement and "disk:" in offered
+    assert complete("hpvmmodify -P avt-none -d disk:", path=path) == ["avio_stor:", "scsi:"]
