@@ -12,10 +12,18 @@ prefix=${AVIO_PREFIX:-/opt/avio-kvm}
 python3 -m venv "$prefix"
 "$prefix/bin/pip" install -q "$repo"
 install -D -m 0644 "$repo/README.md" "$prefix/share/README.md"
-for command in hpvmcreate hpvmmodify hpvmstatus hpvmstart hpvmstop hpvmremove hpvmnet \
-  hpvmdevmgmt avio-agent; do
+# Every console script of pyproject.toml: a link and its bash completion; the man pages.
+mapfile -t commands < <("$prefix/bin/python" -c \
+  'import sys, tomllib; print(*tomllib.load(open(sys.argv[1], "rb"))["project"]["scripts"], sep="\n")' \
+  "$repo/pyproject.toml")
+completions=/usr/share/bash-completion/completions
+install -D -m 0644 "$repo/scripts/bash-completion/avio-kvm" "$completions/avio-kvm"
+for command in "${commands[@]}"; do
   ln -sf "$prefix/bin/$command" "/usr/local/bin/$command"
+  ln -sf avio-kvm "$completions/$command"
 done
+install -D -m 0644 -t /usr/local/share/man/man1 "$repo"/man/*.1m  # man [1m] hpvmcreate
+install -D -m 0644 -t /usr/local/share/man/man8 "$repo"/man/*.8
 install -D -m 0644 "$repo/systemd/avio-agent.service" /etc/systemd/system/avio-agent.service
 install -d -m 0755 /etc/avio/guests
 "$repo/scripts/install-libvirt-hook.sh" "$prefix/bin/avio-libvirt-hook"

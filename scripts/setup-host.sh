@@ -7,15 +7,16 @@
 #   scripts/setup-host.sh                packages + daemons
 #   scripts/setup-host.sh --packages     packages only
 #   scripts/setup-host.sh --test-tools   also the tools the test suite uses
-#                                        (vagrant, vagrant-libvirt, shellcheck)
+#                                        (vagrant, vagrant-libvirt, shellcheck,
+#                                        groff and man for the man pages)
 set -euo pipefail
 
 PACKAGES=(
   qemu-system-x86 libvirt-daemon-system libvirt-clients libvirt-dev
   pkg-config udev busybox-static cpio kmod iproute2 virtinst
-  python3-venv libxml2-utils procps
+  python3-venv libxml2-utils procps bash-completion
 )
-TEST_PACKAGES=(shellcheck vagrant vagrant-libvirt)
+TEST_PACKAGES=(shellcheck vagrant vagrant-libvirt groff-base man-db)
 TEST_PACKAGES+=(btrfs-progs) # btrfs shows an anonymous device in mountinfo: tests/host/test_hostcheck.py
 
 log() { printf 'setup-host: %s\n' "$*"; }

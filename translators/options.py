@@ -35,6 +35,7 @@ MEMORY_FACTORS = {"": 1, "m": 1, "g": 1024, "t": 1024 * 1024}
 IGNORED_STATEMENTS = ("serial:",)
 #: What a bare resource statement in a config file starts with.
 STATEMENT_HEADS = {"disk", "dvd", "tape", "changer", "burner", "hba", "network"}
+CONNECT_HELP = "libvirt URI (default $LIBVIRT_DEFAULT_URI, else qemu:///system)"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -105,7 +106,7 @@ def _cmdline(text: str) -> str | None:
     return check_text(text, "--cmdline") or None
 
 
-def _add_guest_options(parser: argparse.ArgumentParser) -> None:
+def _add_guest_options(parser: argparse.ArgumentParser, extensions: str = "") -> None:
     parser.add_argument(
         "-O", dest="os_type", type=_os_type, help="guest OS type (hpux, linux, ...)"
     )
@@ -121,7 +122,7 @@ def _add_guest_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-B", dest="boot_attr", type=_boot_attr, help="auto or manual start")
     parser.add_argument("-l", dest="label", type=_label, help="free-text label")
-    ext = parser.add_argument_group("avio-kvm extensions (not HPVM)")
+    ext = parser.add_argument_group("avio-kvm extensions (not HPVM)" + extensions)
     ext.add_argument("--kernel", type=_kernel, help="boot this kernel directly")
     ext.add_argument("--initrd", type=_initrd, help="initramfs for --kernel")
     ext.add_argument("--cmdline", type=_cmdline, help="kernel command line for --kernel")
@@ -129,7 +130,7 @@ def _add_guest_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--connect", metavar="URI", help="libvirt URI (default qemu:///system)")
+    parser.add_argument("--connect", metavar="URI", help=CONNECT_HELP)
     parser.add_argument(
         "--print-xml", action="store_true", help="print the domain XML and change nothing"
     )
@@ -163,7 +164,7 @@ def create_parser() -> argparse.ArgumentParser:
 def modify_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="hpvmmodify", description="Change a guest, live where it runs.")
     parser.add_argument("-P", dest="name", required=True, help="guest name")
-    _add_guest_options(parser)
+    _add_guest_options(parser, "; accepted but ignored: set by hpvmcreate")
     parser.add_argument(
         "-d",
         dest="delete",

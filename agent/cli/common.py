@@ -83,9 +83,9 @@ def connect(uri_option: str | None):  # -> libvirt.virConnect
 
 def simple_parser(prog: str, description: str):
     """An argparse parser raising HpvmError, with -P and --connect."""
-    from translators.options import _Parser
+    from translators.options import CONNECT_HELP, _Parser
 
     parser = _Parser(prog=prog, description=description)
     parser.add_argument("-P", dest="name", required=True, help="guest name")
-    parser.add_argument("--connect", metavar="URI", help="libvirt URI (default qemu:///system)")
+    parser.add_argument("--connect", metavar="URI", help=CONNECT_HELP)
     return parser

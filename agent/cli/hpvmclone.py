@@ -28,7 +28,7 @@ PROG = "hpvmclone"
 
 
 def parser():
-    from translators.options import _boot_attr, _Parser
+    from translators.options import CONNECT_HELP, _boot_attr, _Parser
 
     p = _Parser(prog=PROG, description="Create a guest from another guest's configuration.")
     p.add_argument("-P", dest="name", required=True, help="the guest to clone")
@@ -41,7 +41,7 @@ def parser():
         p.add_argument(flag, dest=dest, action="append", default=[], metavar="RSRC", help=what)
     p.add_argument("-l", dest="label", help="the clone's label")
     p.add_argument("-B", dest="boot_attr", type=_boot_attr, help="auto or manual start")
-    p.add_argument("--connect", metavar="URI", help="libvirt URI (default qemu:///system)")
+    p.add_argument("--connect", metavar="URI", help=CONNECT_HELP)
     return p
 
 

@@ -93,13 +93,13 @@ def check_target(dom: libvirt.virDomain, tconn: libvirt.virConnect, uri: str, na
 
 
 def migrate(argv: list[str]) -> int:
-    from translators.options import _Parser
+    from translators.options import CONNECT_HELP, _Parser
 
     # -h is the target host, as in HPVM: --help only.
     parser = _Parser(prog=PROG, add_help=False, description="Move a guest to another host.")
     parser.add_argument("--help", action="help", help="show this help and exit")
     parser.add_argument("-P", dest="name", required=True, help="guest name")
-    parser.add_argument("--connect", metavar="URI", help="libvirt URI (default qemu:///system)")
+    parser.add_argument("--connect", metavar="URI", help=CONNECT_HELP)
     parser.add_argument(
         "-h",
         dest="host",

@@ -8,7 +8,7 @@ import sys
 from agent import netlink, vswitches
 from agent.cli.common import EXIT_OK, connect, run
 from translators.errors import HpvmError
-from translators.options import _Parser
+from translators.options import CONNECT_HELP, _Parser
 from translators.vswitch import VSwitch, check_name, format_ports, format_switches, parse_port_vlan
 
 PROG = "hpvmnet"
@@ -39,7 +39,7 @@ def parser() -> argparse.ArgumentParser:
         help="halt/delete even while running guests use it; create/start with an uplink "
         "that carries host addresses or routes",
     )
-    p.add_argument("--connect", metavar="URI", help="libvirt URI (default qemu:///system)")
+    p.add_argument("--connect", metavar="URI", help=CONNECT_HELP)
     return p
 
 

@@ -7,7 +7,7 @@ import sys
 from agent.cli.common import EXIT_OK, connect, run
 from agent.inventory import Entry, entries, live_guest, lookup
 from translators.model import Guest
-from translators.options import _Parser
+from translators.options import CONNECT_HELP, _Parser
 from translators.status import (
     GuestStatus,
     format_details,
@@ -58,15 +58,17 @@ def machine_line(status: GuestStatus, entry: Entry) -> str:
 def status(argv: list[str]) -> int:
     parser = _Parser(prog=PROG, description="Show guests in HPVM's layouts.")
     parser.add_argument("-P", dest="name", help="one guest")
-    parser.add_argument("-V", dest="verbose", action="store_true", help="verbose device blocks")
+    parser.add_argument(
+        "-V", dest="verbose", action="store_true", help="with -P: verbose device blocks"
+    )
     parser.add_argument(
         "-d",
         dest="statements",
         action="store_true",
-        help="the guest's resource statements (a valid config file)",
+        help="with -P: the guest's resource statements (a valid config file)",
     )
     parser.add_argument("-M", dest="machine", action="store_true", help="machine-readable")
-    parser.add_argument("--connect", metavar="URI", help="libvirt URI (default qemu:///system)")
+    parser.add_argument("--connect", metavar="URI", help=CONNECT_HELP)
     options = parser.parse_args(argv)
     conn = connect(options.connect)
     all_entries = entries(conn)
