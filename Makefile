@@ -38,6 +38,7 @@ bench: venv
 	$(BIN)/python bench/resize.py
 	$(BIN)/python bench/vlan.py
 	$(BIN)/python bench/clone.py
+	$(BIN)/python bench/admin.py
 	$(BIN)/python bench/scale.py
 
 clean:

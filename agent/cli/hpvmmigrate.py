@@ -164,13 +164,15 @@ def migrate(argv: list[str]) -> int:
         ) from None
     took = time.monotonic() - start
     downtime = ""
-    if running:
-        try:
-            stats = dom.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+    if running:  # libvirt's completed-job statistics, here or (after -D) on the target
+        for side in (lambda: dom, lambda: tconn.lookupByName(name)):
+            try:
+                stats = side().jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+            except libvirt.libvirtError:
+                continue
             if "downtime" in stats:
                 downtime = f", downtime {stats['downtime']} ms"
-        except libvirt.libvirtError:
-            pass
+                break
     if not options.delete:  # HPVM's "Not Runnable" on the source
         reason = f"migrated to {uri} as '{name}' on {time.strftime('%Y-%m-%d %H:%M:%S')}"
         try:
