@@ -21,6 +21,7 @@ OS_TYPES = ("hpux", "linux", "windows", "openvms", "unknown")
 MEMORY = re.compile(r"(\d+)\s*([mgt]?)b?", re.IGNORECASE)
 MEMORY_FACTORS = {"": 1, "m": 1, "g": 1024, "t": 1024 * 1024}
 IGNORED_STATEMENTS = ("serial:",)
+GUEST_SETTINGS = ("os_type", "vcpus", "memory", "boot_attr", "label")  # -O -c -r -B -l
 
 
 class _Parser(argparse.ArgumentParser):
@@ -168,6 +169,7 @@ class ConfigFile:
     path: Path
     guest: Guest
     warnings: Warnings = field(default_factory=Warnings)
+    given: frozenset[str] = frozenset()  # guest-wide options the file sets (dest names)
 
 
 def config_argv(text: str, name: str, source: str, warnings: Warnings) -> list[str]:
@@ -208,7 +210,8 @@ def parse_config_text(text: str, name: str, source: str = "<config>") -> ConfigF
         guest = guest_from_options(options, warnings)
     except HpvmError as err:
         raise HpvmError(f"{source}: {err}") from None
-    return ConfigFile(Path(source), guest, warnings)
+    given = frozenset(k for k in GUEST_SETTINGS if getattr(options, k) is not None)
+    return ConfigFile(Path(source), guest, warnings, given)
 
 
 def parse_config_file(path: Path) -> ConfigFile:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from agent.accel import detect_virt_type
 from agent.backing import backing_size
-from agent.cli.common import EXIT_OK, connect, run, warn
+from agent.cli.common import EXIT_OK, connect, guest_locked, run, warn
+from agent.safefile import read_config
 from translators.allocate import complete
-from translators.errors import HpvmError, Warnings
+from translators.errors import Warnings
 from translators.options import config_argv, create_parser, guest_from_options
 from translators.render import render_domain, to_string
 from translators.validate import check_guest, check_sizes
@@ -26,10 +26,7 @@ def create(argv: list[str]) -> int:
     options = create_parser().parse_args(argv)
     warnings = Warnings()
     if options.config:
-        try:
-            text = Path(options.config).read_text()
-        except OSError as err:
-            raise HpvmError(f"cannot read {options.config}: {err.strerror}") from None
+        text = read_config(options.config, trusted=False)
         file_argv = config_argv(text, options.name, options.config, warnings)
         options = create_parser().parse_args([*file_argv, *argv])
     guest = guest_from_options(options, warnings)
@@ -51,7 +48,7 @@ def create(argv: list[str]) -> int:
     return EXIT_OK
 
 
-COMMAND = create
+COMMAND = guest_locked(create)
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ import sys
 
 import libvirt
 
-from agent.cli.common import EXIT_OK, connect, run, simple_parser
+from agent.cli.common import EXIT_OK, connect, guest_locked, run, simple_parser
 from agent.connection import libvirt_message
 from agent.errors import HostError
 from agent.inventory import lookup
@@ -41,7 +41,7 @@ def remove(argv: list[str]) -> int:
     return EXIT_OK
 
 
-COMMAND = remove
+COMMAND = guest_locked(remove)
 
 
 def main() -> None:
