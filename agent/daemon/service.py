@@ -302,7 +302,7 @@ class Agent:
         conn = self.conn
         try:
             with guest_lock(guest):
-                self._guarded(action, *args)
+                self._guarded(action, *args, guest=guest)
         except ConnectionLost as lost:
             self.offer(_Closed(lost.conn))
         except HostError as err:  # the lock stayed busy
@@ -314,11 +314,12 @@ class Agent:
             if conn is not None and not _alive(conn):
                 self.offer(_Closed(conn))
 
-    def _guarded(self, handler, *args) -> None:
+    def _guarded(self, handler, *args, guest: str | None = None) -> None:
         """Run one handler: a lost connection is re-raised as ConnectionLost, any other
         failure logged (one line) and counted in avio_actions_failed_total."""
         conn = self.conn
         name = getattr(handler, "__name__", "action")
+        where = f"{name} guest={guest}" if guest else name
         try:
             handler(*args)
         except ConnectionLost:
@@ -328,12 +329,12 @@ class Agent:
                 raise ConnectionLost(conn) from None
             metrics.FAILED.labels(name).inc()
             if isinstance(err, libvirt.libvirtError):
-                log.error("%s failed: %s", name, libvirt_message(err))
+                log.error("%s failed: %s", where, libvirt_message(err))
             elif isinstance(err, (HostError, HpvmError)):
-                log.error("%s", err)
+                log.error("%s: %s", where, err)
             else:
-                log.error("%s failed: %s", name, _one_line(err))
-                log.debug("%s failure", name, exc_info=True)
+                log.error("%s failed: %s", where, _one_line(err))
+                log.debug("%s failure", where, exc_info=True)
 
     # ---- host storage -----------------------------------------------------------------
 
@@ -353,7 +354,12 @@ class Agent:
             self.attach_appearing(event.devnum)
 
     def forward(self, ref: DiskRef, size: int, seen: float) -> None:
-        """Grow a running guest's disk to the host device's size (never shrink it)."""
+        """Grow a running guest's disk to the host device's size (never shrink it).
+
+        The size is read again when the guest's turn comes: the last size wins.
+        """
+        number = devnum_of(ref.source)
+        size = (host_size(number) if number is not None else None) or size
         dom = self.conn.lookupByName(ref.guest)
         metrics.LIBVIRT_CALLS.labels("blockInfo").inc()
         capacity = dom.blockInfo(ref.target)[0]

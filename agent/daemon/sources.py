@@ -110,9 +110,11 @@ def start_udev_source(put: Put, buffer_size: int = UDEV_BUFFER) -> str:
 
 # ---- config files: inotify ----------------------------------------------------------
 
+IN_MODIFY = 0x002  # not watched: the writer is not done
 IN_CLOSE_WRITE = 0x008
 IN_MOVED_FROM = 0x040
 IN_MOVED_TO = 0x080
+IN_CREATE = 0x100  # not watched: the writer is not done
 IN_DELETE = 0x200
 IN_Q_OVERFLOW = 0x4000
 IN_ISDIR = 0x40000000
