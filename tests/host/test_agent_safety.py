@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -24,6 +25,7 @@ from tests.host.guestkit import (
     free_port,
     grow,
     hpvm,
+    restart_libvirtd,
 )
 
 pytestmark = pytest.mark.integration
@@ -321,3 +323,118 @@ def test_remove_then_add_within_the_debounce_window_keeps_the_disk(rig):
     agent.stop()
     agent.start()
     grow_and_see(rig, rig["size_mb"] + 8)
+
+
+# ---- items 12 and 11: a slow unplug, and libvirtd going away in the middle of it --------
+
+
+@pytest.fixture(scope="module")
+def nic_guest(rig):
+    """A second running guest with a NIC; a paused guest never releases a NIC it is asked
+    to unplug (PCI hot-unplug needs the guest), so its unplug waits."""
+    host = rig["host"]
+    bridge = host.bridge()
+    name, log = host.boot_guest(f"network:avio_lan:0,1:vswitch:{bridge}")
+    statements = hpvm("hpvmstatus", "-P", name, "-d").stdout + "-B manual\n"
+    nic = next(line for line in statements.splitlines() if line.startswith("network:"))
+    config = rig["guests_dir"] / f"{name}.conf"
+    return {"name": name, "log": log, "config": config, "with": statements, "nic": nic}
+
+
+def virsh(*args: str) -> None:
+    subprocess.run(["virsh", "-q", "-c", "qemu:///system", *args], check=True, capture_output=True)
+
+
+def has_nic(name: str, inactive: bool) -> bool:
+    return "<interface" in domain_xml(name, inactive=inactive)
+
+
+def test_an_unplug_waiting_on_one_guest_does_not_delay_another(rig, nic_guest):
+    agent, other = rig["agent"], nic_guest["name"]
+    since = len(agent.text())
+    virsh("suspend", other)
+    try:
+        nic_guest["config"].write_text(nic_guest["with"].replace(nic_guest["nic"] + "\n", ""))
+        time.sleep(1.5)  # the agent asked the paused guest to release its NIC, and waits
+        assert has_nic(other, inactive=True)
+        grow_and_see(rig, rig["size_mb"] + 8, timeout=10.0)  # not 30 s behind the unplug
+    finally:
+        virsh("resume", other)
+    wait_log(agent, rf"config {other}\.conf: detach guest={other} network:", 40.0, since)
+    assert not has_nic(other, inactive=False) and not has_nic(other, inactive=True)
+
+
+def test_libvirtd_restart_during_an_unplug_leaves_the_guest_consistent(rig, nic_guest):
+    """The unplug's wait ends when the connection does; the agent reconnects; once the
+    guest has let go of the NIC, the definition follows (no live-gone/defined-kept state
+    that every later reconciliation fails on)."""
+    agent, other, config = rig["agent"], nic_guest["name"], nic_guest["config"]
+    since = len(agent.text())
+    config.write_text(nic_guest["with"])
+    wait_log(agent, rf"config {other}\.conf: attach guest={other} network:", 30.0, since)
+    virsh("suspend", other)
+    try:
+        since = len(agent.text())
+        config.write_text(nic_guest["with"].replace(nic_guest["nic"] + "\n", ""))
+        time.sleep(1.5)  # waiting for the paused guest
+        restart_libvirtd()
+    finally:
+        virsh("resume", other)
+    wait_log(agent, r"connection to libvirt lost", 20.0, since)
+    deadline = time.monotonic() + 30
+    while has_nic(other, inactive=False):  # the guest releases it once it runs
+        assert time.monotonic() < deadline, "the guest kept its NIC"
+        time.sleep(0.2)
+    config.write_text(config.read_text() + "# touched\n")  # at the latest, the next apply
+    deadline = time.monotonic() + 30
+    while has_nic(other, inactive=True):
+        assert time.monotonic() < deadline, f"defined NIC kept:\n{agent.text()[since:]}"
+        time.sleep(0.2)
+    grow_and_see(rig, rig["size_mb"] + 8)  # and the agent is connected again
+    config.unlink()
+
+
+# ---- item 13: two writers of one guest at once --------------------------------------------
+
+
+def test_concurrent_writers_of_one_guest_lose_nothing(rig):
+    """The agent plugs disks from a config file while `hpvmmodify -c` rewrites the same
+    guest's definition over and over: every disk stays."""
+    from agent.cli import hpvmmodify
+    from agent.cli.common import run
+
+    host, agent = rig["host"], rig["agent"]
+    name = host.define_guest(memory="128M")
+    disks = [host.loop(4) for _ in range(4)]
+    stop = threading.Event()
+    counts: list[int] = []
+
+    def settings_writer() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            if run(hpvmmodify.PROG, hpvmmodify.COMMAND, ["-P", name, "-c", str(1 + n % 2)]) == 0:
+                counts.append(1 + n % 2)
+
+    writers = [threading.Thread(target=settings_writer) for _ in range(2)]
+    for writer in writers:
+        writer.start()
+    since = len(agent.text())
+    try:
+        config = rig["guests_dir"] / f"{name}.conf"
+        lines = [f"disk:avio_stor::disk:{d}" for d in disks[:2]]
+        config.write_text("\n".join(lines) + "\n")
+        for _ in lines:
+            since = wait_log(agent, rf"config {name}\.conf: attach guest={name}", 30, since).end()
+        for disk in disks[2:]:
+            hpvm("hpvmmodify", "-P", name, "-a", f"disk:avio_stor::disk:{disk}")
+    finally:
+        stop.set()
+        for writer in writers:
+            writer.join()
+    xml = domain_xml(name)
+    assert all(f"dev='{d}'" in xml for d in disks), xml
+    listed = hpvm("hpvmstatus", "-P", name, "-d").stdout
+    assert all(d in listed for d in disks), listed
+    assert (counts and f">{counts[-1]}</vcpu>" in xml) or len(counts) > 1
+    config.unlink()
