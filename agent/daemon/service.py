@@ -350,7 +350,7 @@ class Agent:
             return
         for ref in refs:
             self.submit(ref.guest, self.forward, ref, size, event.seen)
-        if not refs or not previous:
+        if not previous:  # first seen, or back from size 0 / removed
             self.attach_appearing(event.devnum)
 
     def forward(self, ref: DiskRef, size: int, seen: float) -> None:

@@ -197,29 +197,35 @@ def test_unsafe_files_are_refused_each_logged_once(rig):
     user = guests / f"{names['user']}.conf"
     user.write_text("-B manual\n-r 64M\n")
     os.chown(user, 65534, 65534)
-    agent.stop()
-    since = len(agent.text())
-    agent.start()  # the startup reconciliation reads every file
-    expected = {
-        "link": "is a symbolic link",
-        "fifo": "not a regular file (a FIFO)",
-        "zero": "is a symbolic link",
-        "gw": "writable by group or others",
-        "big": "larger than 1048576 bytes",
-        "user": "owned by uid 65534, not root",
-    }
-    for kind, reason in expected.items():
-        wait_log(agent, rf"config .*/{names[kind]}\.conf refused: {re.escape(reason)}", 5.0, since)
-    grow_and_see(rig, rig["size_mb"] + 8)  # the agent still works
-    agent.stop()  # a restart reads them again: logged again, but once per start
-    agent.start()
-    grow_and_see(rig, rig["size_mb"] + 8)
-    text = agent.text()[since:]
-    for kind in expected:
-        assert text.count(f"/{names[kind]}.conf refused") == 2, kind
-        assert not defined(names[kind]), kind
-    for kind in expected:
-        (guests / f"{names[kind]}.conf").unlink()
+    try:
+        agent.stop()
+        since = len(agent.text())
+        agent.start()  # the startup reconciliation reads every file
+        expected = {
+            "link": "is a symbolic link",
+            "fifo": "not a regular file (a FIFO)",
+            "zero": "is a symbolic link",
+            "gw": "writable by group or others",
+            "big": "larger than 1048576 bytes",
+            "user": "owned by uid 65534, not root",
+        }
+        for kind, reason in expected.items():
+            wait_log(
+                agent, rf"config .*/{names[kind]}\.conf refused: {re.escape(reason)}", 5.0, since
+            )
+        grow_and_see(rig, rig["size_mb"] + 8)  # the agent still works
+        agent.stop()  # a restart reads them again: logged again, but once per start
+        agent.start()
+        grow_and_see(rig, rig["size_mb"] + 8)
+        text = agent.text()[since:]
+        for kind in expected:
+            assert text.count(f"/{names[kind]}.conf refused") == 2, kind
+            assert not defined(names[kind]), kind
+    finally:
+        for kind in names:
+            (guests / f"{names[kind]}.conf").unlink(missing_ok=True)
+        agent.kill()  # whatever state it is in, the next test gets a fresh agent
+        agent.start()
 
 
 # ---- item 8: a bad file at start, a failing handler: logged, counted, the agent goes on ----
@@ -232,7 +238,11 @@ def test_bad_files_at_start_do_not_stop_the_agent(rig):
     (guests / f"{label}.conf").write_text("-B manual\n-r 64M\n-l 'bell\x07here'\n")
     agent.stop()
     since = len(agent.text())
-    agent.start()  # READY=1 comes (the old agent died here, and at every restart)
+    try:
+        agent.start()  # READY=1 comes (the old agent died here, and at every restart)
+    finally:
+        (guests / f"{binary}.conf").rename(host.tmp / f"{binary}.conf")
+        (guests / f"{label}.conf").rename(host.tmp / f"{label}.conf")
     wait_log(
         agent,
         rf"{binary}\.conf refused: not UTF-8 text \(byte 0xff at offset 16\)",
@@ -245,8 +255,6 @@ def test_bad_files_at_start_do_not_stop_the_agent(rig):
     grow_and_see(rig, rig["size_mb"] + 8)
     assert agent.process.poll() is None
     assert not defined(binary) and not defined(label)
-    (guests / f"{binary}.conf").unlink()
-    (guests / f"{label}.conf").unlink()
 
 
 # ---- item 9: the udev netlink buffer overflows for real --------------------------------
@@ -397,44 +405,32 @@ def test_libvirtd_restart_during_an_unplug_leaves_the_guest_consistent(rig, nic_
 # ---- item 13: two writers of one guest at once --------------------------------------------
 
 
-def test_concurrent_writers_of_one_guest_lose_nothing(rig):
-    """The agent plugs disks from a config file while `hpvmmodify -c` rewrites the same
-    guest's definition over and over: every disk stays."""
-    from agent.cli import hpvmmodify
-    from agent.cli.common import run
-
-    host, agent = rig["host"], rig["agent"]
-    name = host.define_guest(memory="128M")
-    disks = [host.loop(4) for _ in range(4)]
-    stop = threading.Event()
-    counts: list[int] = []
-
-    def settings_writer() -> None:
-        n = 0
-        while not stop.is_set():
-            n += 1
-            if run(hpvmmodify.PROG, hpvmmodify.COMMAND, ["-P", name, "-c", str(1 + n % 2)]) == 0:
-                counts.append(1 + n % 2)
-
-    writers = [threading.Thread(target=settings_writer) for _ in range(2)]
-    for writer in writers:
-        writer.start()
+def test_hpvmmodify_during_an_agent_change_loses_nothing(rig, nic_guest):
+    """The agent unplugs a NIC from a paused guest (its change waits for the guest) while
+    `hpvmmodify -c 2 -O hpux` changes the same guest: the command waits for the agent's
+    change, then both are in the definition (the old agent's metadata write undid -O)."""
+    agent, other, config = rig["agent"], nic_guest["name"], nic_guest["config"]
     since = len(agent.text())
+    config.write_text(nic_guest["with"])
+    if not has_nic(other, inactive=False):
+        wait_log(agent, rf"config {other}\.conf: attach guest={other} network:", 30.0, since)
+    virsh("suspend", other)
+    result: list[subprocess.CompletedProcess] = []
     try:
-        config = rig["guests_dir"] / f"{name}.conf"
-        lines = [f"disk:avio_stor::disk:{d}" for d in disks[:2]]
-        config.write_text("\n".join(lines) + "\n")
-        for _ in lines:
-            since = wait_log(agent, rf"config {name}\.conf: attach guest={name}", 30, since).end()
-        for disk in disks[2:]:
-            hpvm("hpvmmodify", "-P", name, "-a", f"disk:avio_stor::disk:{disk}")
+        since = len(agent.text())
+        config.write_text(nic_guest["with"].replace(nic_guest["nic"] + "\n", ""))
+        time.sleep(1.5)  # the agent waits for the paused guest to release the NIC
+        writer = threading.Thread(
+            target=lambda: result.append(hpvm("hpvmmodify", "-P", other, "-c", "2", "-O", "hpux"))
+        )
+        writer.start()
+        time.sleep(2.0)
     finally:
-        stop.set()
-        for writer in writers:
-            writer.join()
-    xml = domain_xml(name)
-    assert all(f"dev='{d}'" in xml for d in disks), xml
-    listed = hpvm("hpvmstatus", "-P", name, "-d").stdout
-    assert all(d in listed for d in disks), listed
-    assert (counts and f">{counts[-1]}</vcpu>" in xml) or len(counts) > 1
+        virsh("resume", other)
+    writer.join(60)
+    assert result and result[0].returncode == 0
+    wait_log(agent, rf"config {other}\.conf: detach guest={other} network:", 40.0, since)
+    xml = domain_xml(other)
+    assert "<interface" not in xml
+    assert "<hpvm:os>hpux</hpvm:os>" in xml and ">2</vcpu>" in xml, xml
     config.unlink()
