@@ -105,8 +105,8 @@ class Agent:
         self.configs = ConfigIndex(options.guests_dir)
         self.workers = GuestWorkers(self._run_for_guest)
         self._index: dict[int, list[DiskRef]] | None = None
-        self._changes = 0  # bumped by every device change: the index is stale
-        self._index_at = -1
+        self._stamp = object()  # replaced by every device change: the index is stale
+        self._index_at: object | None = None
         self.pending_block: dict[int, tuple[float, BlockEvent]] = {}
         self.pending_config: dict[Path, tuple[float, bool]] = {}
         self.known_size: dict[int, int] = {}
@@ -149,7 +149,7 @@ class Agent:
         else:
             return
         self.conn = conn
-        self._changes += 1
+        self._stamp = object()
         log.info("connected to %s", self.options.uri)
 
     def _on_close(self, _conn, _reason: int, conn: libvirt.virConnect) -> None:
@@ -177,8 +177,8 @@ class Agent:
 
     def index(self) -> dict[int, list[DiskRef]]:
         """Device number -> running guests' disks on it (rebuilt after any device change)."""
-        if self._index is None or self._index_at != self._changes:
-            at = self._changes
+        if self._index is None or self._index_at is not self._stamp:
+            at = self._stamp
             self._index = build_index(self.conn)
             self._index_at = at
             metrics.GUESTS.set(len({ref.guest for refs in self._index.values() for ref in refs}))
@@ -238,6 +238,8 @@ class Agent:
             metrics.FAILED.labels("loop").inc()
             log.error("main loop: %s", _one_line(err))
             log.debug("main loop failure", exc_info=True)
+            if self.conn is not None and not _alive(self.conn):
+                self._drop_connection()
 
     def _stop(self) -> None:
         self.stopping = True
@@ -266,7 +268,7 @@ class Agent:
             self.pending_config[event.path] = (time.monotonic() + CONFIG_SETTLE, event.deleted)
         elif isinstance(event, DomainEvent):
             metrics.EVENTS.labels("libvirt").inc()
-            self._changes += 1
+            self._stamp = object()
             if event.started:
                 self.submit(event.name, self.reconcile_domain, event.name)
             elif event.nic_added:
@@ -416,7 +418,7 @@ class Agent:
             )
             if alias:
                 watch.wait(alias, UNPLUG_TIMEOUT)
-        self._changes += 1
+        self._stamp = object()
         metrics.HOTPLUGS.labels("detach").inc()
         log.info(
             "unplug guest=%s disk=%s: backing %s is gone (kept in the definition) in %.1f ms",
@@ -461,7 +463,7 @@ class Agent:
             dom.attachDeviceFlags(
                 etree.tostring(disk, encoding="unicode"), libvirt.VIR_DOMAIN_AFFECT_LIVE
             )
-            self._changes += 1
+            self._stamp = object()
             metrics.HOTPLUGS.labels("attach").inc()
             log.info(
                 "plug guest=%s disk=%s: backing %s is back", dom.name(), target, source.get("dev")
@@ -508,7 +510,7 @@ class Agent:
             self.submit(path.stem, self.handle_config, path, False)
         for dom in self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
             self.submit(dom.name(), self.reconcile_domain, dom.name())
-        self._changes += 1
+        self._stamp = object()
         log.info("reconcile (%s) queued in %.1f ms", reason, (time.monotonic() - start) * 1e3)
 
     def handle_config(self, path: Path, deleted: bool) -> None:
@@ -558,7 +560,7 @@ class Agent:
         delete = [d for d in delete if not any(_same_backing(d, w) for w in waiting)]
         if add or delete:
             changes = change_devices(self.conn, dom, add, delete)
-            self._changes += 1
+            self._stamp = object()
             for change in changes:
                 log.info(
                     "config %s: %s guest=%s %s",

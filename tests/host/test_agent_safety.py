@@ -21,6 +21,7 @@ import pytest
 from tests.host.conftest import domain_xml, require_host
 from tests.host.guestkit import (
     AgentProcess,
+    ConsoleLog,
     Host,
     free_port,
     grow,
@@ -32,6 +33,15 @@ pytestmark = pytest.mark.integration
 SECTORS_PER_MB = 2048
 
 
+def boot(host: Host, *statements: str) -> tuple[str, ConsoleLog]:
+    """host.boot_guest with a wait that tolerates a host loaded by other test runs."""
+    name = host.define_guest(*statements)
+    log = ConsoleLog(f"/var/log/libvirt/qemu/{name}-console.log")
+    hpvm("hpvmstart", "-P", name)
+    log.wait_for(r"^AVIO ready", timeout=600)
+    return name, log
+
+
 @pytest.fixture(scope="module")
 def rig():
     require_host()
@@ -41,7 +51,7 @@ def rig():
         disk = host.loop(64)
         guests_dir = host.tmp / "guests"
         guests_dir.mkdir()
-        name, log = host.boot_guest(f"disk:avio_stor:0,0,3:disk:{disk}")
+        name, log = boot(host, f"disk:avio_stor:0,0,3:disk:{disk}")
         agent = AgentProcess(guests_dir, host.tmp / "agent.log", free_port())
         agent.start()
         yield {
@@ -342,7 +352,7 @@ def nic_guest(rig):
     to unplug (PCI hot-unplug needs the guest), so its unplug waits."""
     host = rig["host"]
     bridge = host.bridge()
-    name, log = host.boot_guest(f"network:avio_lan:0,1:vswitch:{bridge}")
+    name, log = boot(host, f"network:avio_lan:0,1:vswitch:{bridge}")
     statements = hpvm("hpvmstatus", "-P", name, "-d").stdout + "-B manual\n"
     nic = next(line for line in statements.splitlines() if line.startswith("network:"))
     config = rig["guests_dir"] / f"{name}.conf"
