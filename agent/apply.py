@@ -17,7 +17,8 @@ from agent.connection import libvirt_message
 from agent.errors import HostError
 from agent.removal import RemovalWatch
 from translators.model import Adapter, Device, Guest, NetworkDevice, StorageDevice, StorageType
-from translators.plan import Action, Change
+from translators.plan import Action, Change, matches
+from translators.readback import read_domain
 from translators.render import (
     NS,
     NS_PREFIX,
@@ -54,6 +55,11 @@ def with_link(xml: str, state: str) -> str:
 def _bridges(xml: str) -> set[int]:
     root = etree.fromstring(xml.encode())
     return {int(c.get("index")) for c in root.iterfind("devices/controller[@model='pci-bridge']")}
+
+
+def _aliases(xml: str) -> set[str]:
+    root = etree.fromstring(xml.encode())
+    return {a.get("name") for a in root.iterfind("devices/*/alias")}
 
 
 class Applier:
@@ -109,12 +115,23 @@ class Applier:
             )
 
     def _detach(self, device: Device, watch: RemovalWatch) -> None:
+        """Unplug live (when the running guest has it), then from the definition; each
+        step's undo is recorded as soon as the step is done."""
         xml = device_xml(device)
-        if self.live:
+        if self.live and self._plugged(device):
             self._call("detachDeviceFlags", xml, LIVE)
             watch.wait(alias_of(device), UNPLUG_TIMEOUT)
+            self._undo.append(("attachDeviceFlags", xml, LIVE))
         self._call("detachDeviceFlags", xml, CONFIG)
-        self._undo.append(("attachDeviceFlags", xml, self.flags))
+        self._undo.append(("attachDeviceFlags", xml, CONFIG))
+
+    def _plugged(self, device: Device) -> bool:
+        """Does the running guest have the device? (Not when it was unplugged live and
+        the definition kept it, e.g. libvirtd went away between the two steps.)"""
+        xml = self.dom.XMLDesc(0)
+        if alias_of(device) in _aliases(xml):
+            return True
+        return any(matches(device, d) for d in read_domain(xml).devices)
 
     def _update(self, device: Device, old_xml: str) -> None:
         self._call("updateDeviceFlags", device_xml(device), self.flags)

@@ -5,6 +5,7 @@ DEVICE_REMOVAL_FAILED *before* detaching, wait for one of them, never re-send.
 from __future__ import annotations
 
 import threading
+import time
 
 import libvirt
 
@@ -54,10 +55,20 @@ class RemovalWatch:
 
     def wait(self, alias: str, timeout: float) -> None:
         """Block until `alias` is removed; HostError if the guest refused or time ran out."""
+        deadline = time.monotonic() + timeout
         with self._cond:
-            done = self._cond.wait_for(
-                lambda: alias in self._removed or alias in self._failed, timeout
-            )
+            while True:
+                left = deadline - time.monotonic()
+                done = self._cond.wait_for(
+                    lambda: alias in self._removed or alias in self._failed, min(left, 0.5)
+                )
+                if done or left <= 0:
+                    break
+                if not self._conn.isAlive():  # libvirtd went away: no event will come
+                    raise HostError(
+                        f"connection to libvirt lost while waiting for the guest to release "
+                        f"device {alias}"
+                    )
             if alias in self._failed:
                 raise HostError(f"the guest refused to release device {alias}")
             if not done:

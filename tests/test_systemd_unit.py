@@ -50,3 +50,9 @@ def test_systemd_analyze_verify(tmp_path):
         ["systemd-analyze", "verify", str(copy)], capture_output=True, text=True
     )
     assert result.returncode == 0 and result.stderr == "", result.stderr
+
+
+def test_the_lock_directory_is_writable_and_outlives_the_agent():
+    u = unit()["Service"]
+    assert u["ProtectSystem"] == "strict"
+    assert u["RuntimeDirectory"] == "avio" and u["RuntimeDirectoryPreserve"] == "yes"

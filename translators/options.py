@@ -36,6 +36,7 @@ IGNORED_STATEMENTS = ("serial:",)
 #: What a bare resource statement in a config file starts with.
 STATEMENT_HEADS = {"disk", "dvd", "tape", "changer", "burner", "hba", "network"}
 CONNECT_HELP = "libvirt URI (default $LIBVIRT_DEFAULT_URI, else qemu:///system)"
+GUEST_SETTINGS = ("os_type", "vcpus", "memory", "boot_attr", "label")  # -O -c -r -B -l
 
 
 class _Parser(argparse.ArgumentParser):
@@ -224,6 +225,7 @@ class ConfigFile:
     path: Path
     guest: Guest
     warnings: Warnings = field(default_factory=Warnings)
+    given: frozenset[str] = frozenset()  # guest-wide options the file sets (dest names)
 
 
 def config_text(data: bytes, source: str) -> str:
@@ -320,7 +322,8 @@ def parse_config_text(text: str, name: str, source: str = "<config>") -> ConfigF
         guest = guest_from_options(options, warnings)
     except HpvmError as err:
         raise HpvmError(f"{source}: {err}") from None
-    return ConfigFile(Path(source), guest, warnings)
+    given = frozenset(k for k in GUEST_SETTINGS if getattr(options, k) is not None)
+    return ConfigFile(Path(source), guest, warnings, given)
 
 
 def parse_config_file(path: Path) -> ConfigFile:

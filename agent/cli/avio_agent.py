@@ -37,6 +37,14 @@ def main(argv: list[str] | None = None) -> None:
         metavar="SECONDS",
         help="coalesce events of one device within this window (default 0.005)",
     )
+    parser.add_argument(
+        "--udev-buffer",
+        type=int,
+        default=32 * 1024 * 1024,
+        metavar="BYTES",
+        help="udev netlink receive buffer (default 32 MiB; events beyond it are lost and "
+        "the agent reconciles)",
+    )
     parser.add_argument("--once", action="store_true", help="reconcile once and exit")
     parser.add_argument(
         "--no-startup-reconcile",
@@ -56,6 +64,7 @@ def main(argv: list[str] | None = None) -> None:
         guests_dir=args.guests_dir,
         on_remove=args.on_remove,
         debounce=args.debounce,
+        udev_buffer=args.udev_buffer,
         metrics=args.metrics,
         once=args.once,
         startup_reconcile=args.startup_reconcile,

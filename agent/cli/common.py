@@ -59,6 +59,33 @@ def run(prog: str, main: Callable[[list[str]], int], argv: list[str] | None = No
         return EXIT_HOST
 
 
+def guest_locked(main: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
+    """A command's main run holding the lock of the guest its `-P` names (agent.locks):
+    commands and the agent never write one guest's definition at the same time."""
+
+    def locked(argv: list[str]) -> int:
+        name = _guest_arg(argv)
+        if not name or "--print-xml" in argv or "-s" in argv:
+            return main(argv)  # changes nothing (or the parser reports the missing -P)
+        from agent.locks import guest_lock
+
+        with guest_lock(name):
+            return main(argv)
+
+    return locked
+
+
+def _guest_arg(argv: list[str]) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            break
+        if arg == "-P" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("-P") and len(arg) > 2:
+            return arg[2:]
+    return None
+
+
 def default_uri(option: str | None) -> str:
     """`--connect`, else LIBVIRT_DEFAULT_URI, else qemu:///system."""
     return option or os.environ.get("LIBVIRT_DEFAULT_URI") or "qemu:///system"

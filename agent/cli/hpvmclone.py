@@ -15,7 +15,7 @@ import sys
 
 import libvirt
 
-from agent.cli.common import EXIT_OK, connect, run, warn
+from agent.cli.common import EXIT_OK, connect, guest_locked, run, warn
 from agent.errors import HostError
 from agent.inventory import claims, config_guest, lookup, state_of
 from translators.clone import Copy, plan_clone
@@ -143,7 +143,7 @@ def clone(argv: list[str]) -> int:
     return EXIT_OK
 
 
-COMMAND = clone
+COMMAND = guest_locked(clone)
 
 
 def main() -> None:

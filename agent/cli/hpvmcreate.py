@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from agent.accel import detect_virt_type
 from agent.backing import backing_size
-from agent.cli.common import EXIT_OK, connect, run, warn
+from agent.cli.common import EXIT_OK, connect, guest_locked, run, warn
+from agent.safefile import read_config_bytes
 from translators.allocate import complete
-from translators.errors import HpvmError, Warnings
+from translators.errors import Warnings
 from translators.options import config_argv, config_text, create_parser, guest_from_options
 from translators.render import render_domain, to_string
 from translators.validate import check_guest, check_sizes
@@ -26,11 +26,8 @@ def create(argv: list[str]) -> int:
     options = create_parser().parse_args(argv)
     warnings = Warnings()
     if options.config:
-        try:
-            data = Path(options.config).read_bytes()
-        except OSError as err:
-            raise HpvmError(f"cannot read {options.config}: {err.strerror}") from None
-        text = config_text(data, options.config)
+        # A regular file only (a FIFO or /dev/zero is refused unread), bounded; then text.
+        text = config_text(read_config_bytes(options.config, trusted=False), options.config)
         file_argv = config_argv(text, options.name, options.config, warnings)
         options = create_parser().parse_args([*file_argv, *argv])
     guest = guest_from_options(options, warnings)
@@ -52,7 +49,7 @@ def create(argv: list[str]) -> int:
     return EXIT_OK
 
 
-COMMAND = create
+COMMAND = guest_locked(create)
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import libvirt
 
 from agent import vswitch_store
-from agent.cli.common import EXIT_OK, connect, default_uri, run
+from agent.cli.common import EXIT_OK, connect, default_uri, guest_locked, run
 from agent.connection import libvirt_message, open_connection
 from agent.errors import HostError
 from agent.inventory import config_guest, entries, lookup
@@ -195,7 +195,7 @@ def migrate(argv: list[str]) -> int:
     return EXIT_OK
 
 
-COMMAND = migrate
+COMMAND = guest_locked(migrate)
 
 
 def main() -> None:

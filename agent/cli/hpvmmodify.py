@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from agent.apply import Applier
-from agent.cli.common import EXIT_OK, connect, run, warn
+from agent.cli.common import EXIT_OK, connect, guest_locked, run, warn
 from agent.guests import plan_devices, port_rule, refresh_vlans
 from agent.inventory import lookup
 from agent.settings import GuestSettings, apply_settings
@@ -44,7 +44,7 @@ def modify(argv: list[str]) -> int:
     return EXIT_OK
 
 
-COMMAND = modify
+COMMAND = guest_locked(modify)
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import libvirt
 
-from agent.cli.common import EXIT_OK, connect, run, simple_parser
+from agent.cli.common import EXIT_OK, connect, guest_locked, run, simple_parser
 from agent.connection import libvirt_message
 from agent.errors import HostError
 from agent.inventory import lookup
@@ -105,7 +105,7 @@ def remove(argv: list[str]) -> int:
     return EXIT_OK
 
 
-COMMAND = remove
+COMMAND = guest_locked(remove)
 
 
 def main() -> None:

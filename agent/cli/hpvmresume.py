@@ -8,7 +8,7 @@ import time
 import libvirt
 
 from agent import vswitch_store
-from agent.cli.common import EXIT_OK, connect, run, simple_parser
+from agent.cli.common import EXIT_OK, connect, guest_locked, run, simple_parser
 from agent.connection import libvirt_message
 from agent.errors import HostError
 from agent.inventory import config_guest, lookup
@@ -48,7 +48,7 @@ def resume(argv: list[str]) -> int:
     return EXIT_OK
 
 
-COMMAND = resume
+COMMAND = guest_locked(resume)
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ import sys
 import libvirt
 
 from agent import startcheck, vswitch_store
-from agent.cli.common import EXIT_OK, connect, run, simple_parser
+from agent.cli.common import EXIT_OK, connect, guest_locked, run, simple_parser
 from agent.connection import libvirt_message
 from agent.errors import HostError
 from agent.inventory import config_guest, lookup, not_runnable
@@ -49,7 +49,7 @@ def start(argv: list[str]) -> int:
     return EXIT_OK
 
 
-COMMAND = start
+COMMAND = guest_locked(start)
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ import time
 
 import libvirt
 
-from agent.cli.common import EXIT_OK, connect, run, simple_parser
+from agent.cli.common import EXIT_OK, connect, guest_locked, run, simple_parser
 from agent.connection import libvirt_message
 from agent.errors import HostError
 from agent.inventory import lookup
@@ -38,7 +38,7 @@ def suspend(argv: list[str]) -> int:
     return EXIT_OK
 
 
-COMMAND = suspend
+COMMAND = guest_locked(suspend)
 
 
 def main() -> None:

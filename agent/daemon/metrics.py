@@ -152,6 +152,12 @@ LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 GUESTS = Gauge("avio_guests_tracked", "Running guests the agent tracks")
+SOURCE_ERRORS = Counter(
+    "avio_source_errors", "Event source failures (re-opened; events may be lost)", ["source"]
+)
+DROPPED = Counter("avio_events_dropped", "Events or actions dropped: a queue was full")
+CONFIGS_REFUSED = Counter("avio_configs_refused", "Config files refused (unsafe or bad)")
+RECONCILES = Counter("avio_reconciles", "Full reconciliations", ["reason"])
 LIBVIRT_CALLS = Counter("avio_libvirt_calls", "libvirt calls that change or query guests", ["call"])
 
 

@@ -1,16 +1,22 @@
 """The agent's main loop: events in, live guest updates out.
 
-Threads only produce events (udev, config files, libvirt callbacks); every
-libvirt call is made from the main loop, one event at a time. Events for one
-block device arriving within `debounce` of the first are coalesced: the size
-is read from sysfs when the device is handled, so a burst ends at its final size.
+Threads produce events (udev, config files, libvirt callbacks) into one bounded
+queue; the main loop coalesces them and hands each guest's actions to that
+guest's worker (agent.daemon.workers), which runs them in order holding the
+guest's lock (agent.locks), so an unplug waiting for one guest never delays
+another. Events for one block device arriving within `debounce` of the first
+are coalesced, the last action winning: the size is read from sysfs when the
+device is handled, so a burst ends at its final size. Nothing an event, a file
+or libvirtd does stops the loop: every handler is guarded (logged, counted).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import queue
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,26 +28,38 @@ from agent import vswitches
 from agent.accel import detect_virt_type
 from agent.connection import ensure_event_loop, libvirt_message
 from agent.daemon import metrics
+from agent.daemon.configs import ConfigIndex
 from agent.daemon.desired import diff_devices
 from agent.daemon.index import DiskRef, block_disks, build_index, devnum_of
 from agent.daemon.notify import sd_notify
 from agent.daemon.sizes import Verdict, decide, host_size
-from agent.daemon.sources import BlockEvent, ConfigEvent, start_config_source, start_udev_source
+from agent.daemon.sources import (
+    UDEV_BUFFER,
+    BlockEvent,
+    ConfigEvent,
+    Resync,
+    start_config_source,
+    start_udev_source,
+)
+from agent.daemon.workers import GuestWorkers
 from agent.errors import HostError
 from agent.guests import change_devices, define_guest
 from agent.inventory import config_guest
+from agent.locks import guest_lock
 from agent.removal import RemovalWatch
 from agent.settings import GuestSettings, apply_settings
 from agent.startcheck import check_replug
 from translators.errors import HpvmError
 from translators.grammar import format_statement
 from translators.model import Device, StorageDevice, StorageType
-from translators.options import parse_config_file
 
 log = logging.getLogger("avio-agent")
 
 UNPLUG_TIMEOUT = 30.0
-CONFIG_SETTLE = 0.2  # editors write a file in several steps
+CONFIG_SETTLE = 0.2  # a rename into place may follow a close: act on the last
+EVENT_QUEUE = 10_000
+ALIVE_CHECK = 2.0  # seconds between checks that the libvirt connection lives
+STARTUP_WAIT = 60.0  # READY=1 once the first reconciliation is done, or after this
 
 
 @dataclass(frozen=True)
@@ -56,9 +74,16 @@ class DomainEvent:
 class ConnectionLost(Exception):
     """libvirtd went away; the loop reconnects and reconciles."""
 
+    def __init__(self, conn: libvirt.virConnect | None = None) -> None:
+        super().__init__("connection to libvirt lost")
+        self.conn = conn
 
+
+@dataclass(frozen=True)
 class _Closed:
-    """Queue marker: libvirt's close callback fired."""
+    """Queue marker: a connection was found dead (libvirt's close callback, or a failure)."""
+
+    conn: libvirt.virConnect | None
 
 
 @dataclass
@@ -70,20 +95,33 @@ class AgentOptions:
     metrics: str | None = None
     once: bool = False
     startup_reconcile: bool = True
+    udev_buffer: int = UDEV_BUFFER
 
 
 class Agent:
     def __init__(self, options: AgentOptions) -> None:
         self.options = options
-        self.events: queue.Queue = queue.Queue()
+        self.events: queue.Queue = queue.Queue(EVENT_QUEUE)
         self.conn: libvirt.virConnect | None = None
+        self.configs = ConfigIndex(options.guests_dir)
+        self.workers = GuestWorkers(self._run_for_guest)
         self._index: dict[int, list[DiskRef]] | None = None
+        self._stamp = object()  # replaced by every device change: the index is stale
+        self._index_at: object | None = None
         self.pending_block: dict[int, tuple[float, BlockEvent]] = {}
         self.pending_config: dict[Path, tuple[float, bool]] = {}
-        self.pending_domains: set[str] = set()
-        self.pending_ports: set[str] = set()  # guests with a NIC plugged by anyone
         self.known_size: dict[int, int] = {}
+        self.resync = threading.Event()
         self.stopping = False
+
+    def offer(self, event: object) -> None:
+        """Queue an event from any thread, never blocking: when the queue is full the
+        event is dropped and a full reconciliation is due."""
+        try:
+            self.events.put_nowait(event)
+        except queue.Full:
+            metrics.DROPPED.inc()
+            self.resync.set()
 
     # ---- connection -------------------------------------------------------------------
 
@@ -94,6 +132,14 @@ class Agent:
         while not self.stopping:
             try:
                 conn = libvirt.open(self.options.uri)
+                conn.setKeepAlive(5, 3)
+                conn.registerCloseCallback(self._on_close, conn)
+                for event_id, callback in (
+                    (libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle),
+                    (libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_ADDED, self._on_device_added),
+                    (libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED, self._on_device),
+                ):
+                    conn.domainEventRegisterAny(None, event_id, callback, None)
                 break
             except libvirt.libvirtError as err:
                 log.warning(
@@ -103,47 +149,39 @@ class Agent:
                 delay = min(delay * 2, 5.0)
         else:
             return
-        conn.setKeepAlive(5, 3)
-        conn.registerCloseCallback(lambda *_: self.events.put(_Closed()), None)
-        conn.domainEventRegisterAny(
-            None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle, None
-        )
-        conn.domainEventRegisterAny(
-            None, libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_ADDED, self._on_device_added, None
-        )
-        conn.domainEventRegisterAny(
-            None, libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED, self._on_device, None
-        )
         self.conn = conn
-        self._index = None
+        self._stamp = object()
         log.info("connected to %s", self.options.uri)
 
+    def _on_close(self, _conn, _reason: int, conn: libvirt.virConnect) -> None:
+        self.offer(_Closed(conn))
+
     def _on_lifecycle(self, _conn, dom, event: int, _detail: int, _opaque) -> None:
-        self.events.put(DomainEvent(dom.name(), event == libvirt.VIR_DOMAIN_EVENT_STARTED))
+        self.offer(DomainEvent(dom.name(), event == libvirt.VIR_DOMAIN_EVENT_STARTED))
 
     def _on_device(self, _conn, dom, _alias: str, _opaque) -> None:
-        self.events.put(DomainEvent(dom.name(), False))
+        self.offer(DomainEvent(dom.name(), False))
 
     def _on_device_added(self, _conn, dom, _alias: str, _opaque) -> None:
         # Any device may be a NIC: an alias is whatever its plugger chose (virsh
         # attach-interface --alias ua-eth1), so every plug re-checks the guest's port rules.
-        self.events.put(DomainEvent(dom.name(), False, nic_added=True))
+        self.offer(DomainEvent(dom.name(), False, nic_added=True))
 
-    def _reconnect(self) -> None:
+    def _drop_connection(self) -> None:
         log.warning("connection to libvirt lost; reconnecting")
-        if self.conn is not None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
             try:
-                self.conn.close()
+                conn.close()
             except libvirt.libvirtError:
                 pass
-        self.conn = None
-        time.sleep(0.2)
-        self.connect()
-        self.reconcile()
 
     def index(self) -> dict[int, list[DiskRef]]:
-        if self._index is None:
+        """Device number -> running guests' disks on it (rebuilt after any device change)."""
+        if self._index is None or self._index_at is not self._stamp:
+            at = self._stamp
             self._index = build_index(self.conn)
+            self._index_at = at
             metrics.GUESTS.set(len({ref.guest for refs in self._index.values() for ref in refs}))
         return self._index
 
@@ -156,41 +194,62 @@ class Agent:
         signal.signal(signal.SIGTERM, lambda *_: self._stop())
         source = None
         if not self.options.once:
-            source = start_udev_source(self.events)
-            start_config_source(self.options.guests_dir, self.events)
+            source = start_udev_source(self.offer, self.options.udev_buffer)
+            start_config_source(self.options.guests_dir, self.offer)
         self.connect()
         if self.options.startup_reconcile:
-            self.reconcile()
+            self._step(self.reconcile, "start")
+            self.workers.wait_idle(None if self.options.once else STARTUP_WAIT)
+        if self.options.once:
+            return
         sd_notify("READY=1")
         log.info(
             "ready (block events from %s, configs in %s)", source or "-", self.options.guests_dir
         )
-        if self.options.once:
-            return
+        checked = time.monotonic()
         while not self.stopping:
-            timeout = self._next_deadline()
+            if self.conn is None:
+                self.connect()
+                self._step(self.reconcile, "reconnect")
+                continue
+            if self.resync.is_set():
+                self.resync.clear()
+                self._step(self.reconcile, "lost events")
             try:
-                event = self.events.get(timeout=timeout)
+                event = self.events.get(timeout=min(self._next_deadline(), ALIVE_CHECK))
             except queue.Empty:
                 event = None
-            try:
-                if event is not None:
-                    self._accept(event)
-                self._process_due()
-            except ConnectionLost:
-                self._reconnect()
+            self._step(self._accept, event)
+            self._step(self._process_due)
+            if time.monotonic() - checked > ALIVE_CHECK:
+                checked = time.monotonic()
+                if self.conn is not None and not _alive(self.conn):
+                    self._drop_connection()
         sd_notify("STOPPING=1")
+
+    def _step(self, step, *args: object) -> None:
+        """One step of the loop: a lost connection is dropped (reconnected next), any
+        other failure logged and counted; the loop goes on."""
+        try:
+            step(*args)
+        except ConnectionLost as lost:
+            if lost.conn is None or lost.conn is self.conn:
+                self._drop_connection()
+        except Exception as err:  # the agent keeps running, whatever happens
+            metrics.FAILED.labels("loop").inc()
+            log.error("main loop: %s", _one_line(err))
+            log.debug("main loop failure", exc_info=True)
+            if self.conn is not None and not _alive(self.conn):
+                self._drop_connection()
 
     def _stop(self) -> None:
         self.stopping = True
-        self.events.put(None)
+        self.offer(None)
 
-    def _next_deadline(self) -> float | None:
+    def _next_deadline(self) -> float:
         deadlines = [due for due, _ in self.pending_block.values()]
         deadlines += [due for due, _ in self.pending_config.values()]
-        if self.pending_domains or self.pending_ports:
-            return 0
-        return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+        return max(0.0, min(deadlines) - time.monotonic()) if deadlines else ALIVE_CHECK
 
     def _accept(self, event: object) -> None:
         if isinstance(event, BlockEvent):
@@ -198,8 +257,9 @@ class Agent:
             due, first = self.pending_block.get(event.devnum, (None, None))
             if first is None:
                 self.pending_block[event.devnum] = (event.seen + self.options.debounce, event)
-            elif event.action == "remove" or first.action != "remove":
-                # keep the first timestamp (latency is measured from it), the latest action
+            else:
+                # the last action wins (remove then add = present); the first timestamp
+                # stays (latency is measured from it)
                 merged = BlockEvent(
                     event.action, event.devnum, event.node, event.resize or first.resize, first.seen
                 )
@@ -209,13 +269,16 @@ class Agent:
             self.pending_config[event.path] = (time.monotonic() + CONFIG_SETTLE, event.deleted)
         elif isinstance(event, DomainEvent):
             metrics.EVENTS.labels("libvirt").inc()
-            self._index = None
+            self._stamp = object()
             if event.started:
-                self.pending_domains.add(event.name)
+                self.submit(event.name, self.reconcile_domain, event.name)
             elif event.nic_added:
-                self.pending_ports.add(event.name)
+                self.submit(event.name, self.apply_ports, event.name)
+        elif isinstance(event, Resync):
+            metrics.EVENTS.labels(event.source).inc()
+            self.resync.set()
         elif isinstance(event, _Closed):
-            raise ConnectionLost
+            raise ConnectionLost(event.conn)
 
     def _process_due(self) -> None:
         now = time.monotonic()
@@ -226,24 +289,55 @@ class Agent:
         for path, (due, deleted) in list(self.pending_config.items()):
             if due <= now:
                 del self.pending_config[path]
-                self._guarded(self.handle_config, path, deleted)
-        while self.pending_domains:
-            self._guarded(self.reconcile_domain, self.pending_domains.pop())
-        while self.pending_ports:
-            self._guarded(self.apply_ports, self.pending_ports.pop())
+                self.submit(path.stem, self.handle_config, path, deleted)
 
-    def _guarded(self, handler, *args) -> None:
-        """Run one handler; a libvirt failure is logged, a lost connection re-raised."""
+    def submit(self, guest: str, action, *args: object) -> None:
+        """Run `action(*args)` in guest's worker (inline with --once)."""
+        if self.options.once:
+            self._run_for_guest(guest, action, *args)
+        elif not self.workers.submit(guest, action, *args):
+            metrics.DROPPED.inc()
+            log.error("guest=%s has too many pending actions; reconciling later", guest)
+            self.resync.set()
+
+    def _run_for_guest(self, guest: str, action, *args: object) -> None:
+        """A worker runs one action of `guest`, holding the guest's lock."""
+        conn = self.conn
+        try:
+            with guest_lock(guest):
+                self._guarded(action, *args, guest=guest)
+        except ConnectionLost as lost:
+            self.offer(_Closed(lost.conn))
+        except HostError as err:  # the lock stayed busy
+            metrics.FAILED.labels(action.__name__).inc()
+            log.error("%s guest=%s: %s", action.__name__, guest, err)
+        except Exception as err:  # a worker never dies
+            metrics.FAILED.labels(action.__name__).inc()
+            log.error("%s guest=%s failed: %s", action.__name__, guest, _one_line(err))
+            if conn is not None and not _alive(conn):
+                self.offer(_Closed(conn))
+
+    def _guarded(self, handler, *args, guest: str | None = None) -> None:
+        """Run one handler: a lost connection is re-raised as ConnectionLost, any other
+        failure logged (one line) and counted in avio_actions_failed_total."""
+        conn = self.conn
+        name = getattr(handler, "__name__", "action")
+        where = f"{name} guest={guest}" if guest else name
         try:
             handler(*args)
-        except libvirt.libvirtError as err:
-            if self.conn is None or not self.conn.isAlive():
-                raise ConnectionLost from None
-            metrics.FAILED.labels(handler.__name__).inc()
-            log.error("%s failed: %s", handler.__name__, libvirt_message(err))
-        except (HostError, HpvmError) as err:
-            metrics.FAILED.labels(handler.__name__).inc()
-            log.error("%s", err)
+        except ConnectionLost:
+            raise
+        except Exception as err:  # the agent keeps running, whatever happens
+            if conn is None or not _alive(conn) or _rpc_failure(err):
+                raise ConnectionLost(conn) from None
+            metrics.FAILED.labels(name).inc()
+            if isinstance(err, libvirt.libvirtError):
+                log.error("%s failed: %s", where, libvirt_message(err))
+            elif isinstance(err, (HostError, HpvmError)):
+                log.error("%s: %s", where, err)
+            else:
+                log.error("%s failed: %s", where, _one_line(err))
+                log.debug("%s failure", where, exc_info=True)
 
     # ---- host storage -----------------------------------------------------------------
 
@@ -255,15 +349,20 @@ class Agent:
         refs = self.index().get(event.devnum, [])
         if event.action == "remove" or not size:
             for ref in refs:
-                self.device_gone(ref, event)
+                self.submit(ref.guest, self.device_gone, ref, event)
             return
         for ref in refs:
-            self.forward(ref, size, event.seen)
-        if not refs or not previous:
+            self.submit(ref.guest, self.forward, ref, size, event.seen)
+        if not previous:  # first seen, or back from size 0 / removed
             self.attach_appearing(event.devnum)
 
     def forward(self, ref: DiskRef, size: int, seen: float) -> None:
-        """Grow a running guest's disk to the host device's size (never shrink it)."""
+        """Grow a running guest's disk to the host device's size (never shrink it).
+
+        The size is read again when the guest's turn comes: the last size wins.
+        """
+        number = devnum_of(ref.source)
+        size = (host_size(number) if number is not None else None) or size
         dom = self.conn.lookupByName(ref.guest)
         metrics.LIBVIRT_CALLS.labels("blockInfo").inc()
         capacity = dom.blockInfo(ref.target)[0]
@@ -320,7 +419,7 @@ class Agent:
             )
             if alias:
                 watch.wait(alias, UNPLUG_TIMEOUT)
-        self._index = None
+        self._stamp = object()
         metrics.HOTPLUGS.labels("detach").inc()
         log.info(
             "unplug guest=%s disk=%s: backing %s is gone (kept in the definition) in %.1f ms",
@@ -331,16 +430,24 @@ class Agent:
         )
 
     def attach_appearing(self, devnum: int) -> None:
-        """A device appeared: plug it into running guests whose definition or config names it."""
+        """A device appeared: plug it into running guests whose definition or config names it.
+
+        Only config files waiting for a device are looked at (their locations stat'ed),
+        so the cost does not grow with the number of config files.
+        """
         for dom in self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
-            self._replug_missing(dom, only=devnum)
-        for path in sorted(self.options.guests_dir.glob("*.conf")):
-            try:
-                config = parse_config_file(path)
-            except (HpvmError, OSError):
-                continue
-            if any(devnum_of(d.location) == devnum for d in config.guest.storage):
-                self.handle_config(path, deleted=False)
+            self.submit(dom.name(), self.replug, dom.name(), devnum)
+        for path in self.configs.waiting_for(lambda location: devnum_of(location) == devnum):
+            self.submit(path.stem, self.handle_config, path, False)
+
+    def replug(self, name: str, only: int | None = None) -> None:
+        """Re-plug the running guest's disks whose backing is back (see _replug_missing)."""
+        try:
+            dom = self.conn.lookupByName(name)
+        except libvirt.libvirtError:
+            return
+        if dom.isActive():
+            self._replug_missing(dom, only)
 
     def _replug_missing(self, dom: libvirt.virDomain, only: int | None = None) -> None:
         """Disks of the persistent definition missing from the running guest whose backing
@@ -363,7 +470,7 @@ class Agent:
             dom.attachDeviceFlags(
                 etree.tostring(disk, encoding="unicode"), libvirt.VIR_DOMAIN_AFFECT_LIVE
             )
-            self._index = None
+            self._stamp = object()
             metrics.HOTPLUGS.labels("attach").inc()
             log.info(
                 "plug guest=%s disk=%s: backing %s is back", dom.name(), target, source.get("dev")
@@ -396,34 +503,54 @@ class Agent:
         if dom.isActive():
             vswitches.apply_guest(self.conn, dom)
 
-    def reconcile(self) -> None:
-        """Level-triggered safety net: apply every config file, fix every disk's size."""
+    def reconcile(self, reason: str = "start") -> None:
+        """Level-triggered safety net: apply every config file, fix every disk's size.
+
+        The guests' parts run in their workers; this returns once they are queued.
+        """
         start = time.monotonic()
+        metrics.RECONCILES.labels(reason).inc()
         for v in vswitches.all_vswitches(self.conn):
             if v.up:  # restores the bridges after a host reboot
                 self._guarded(vswitches.start, self.conn, v)
-        for path in sorted(self.options.guests_dir.glob("*.conf")):
-            self._guarded(self.handle_config, path, False)
+        for path in self.configs.paths():
+            self.submit(path.stem, self.handle_config, path, False)
         for dom in self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
-            self._guarded(self.reconcile_domain, dom.name())
-        self._index = None
-        log.info("reconciled in %.1f ms", (time.monotonic() - start) * 1e3)
+            self.submit(dom.name(), self.reconcile_domain, dom.name())
+        self._stamp = object()
+        log.info("reconcile (%s) queued in %.1f ms", reason, (time.monotonic() - start) * 1e3)
 
     def handle_config(self, path: Path, deleted: bool) -> None:
-        """Make the guest named by a config file match it; a bad file changes nothing."""
-        if deleted:
-            if not path.exists():
-                log.warning("config %s deleted; guest %s is left as it is", path, path.stem)
+        """Make the guest named by a config file match it; a bad file changes nothing.
+
+        A deleted or empty file destroys nothing; options the file omits (-O -c -r -B -l)
+        leave the guest's settings as they are.
+        """
+        entry = None if deleted else self.configs.get(path)
+        if entry is None:
+            self.configs.forget(path)
+            log.warning("config %s deleted; guest %s is left as it is", path, path.stem)
             return
-        try:
-            config = parse_config_file(path)
-        except OSError as err:
-            log.error("config %s: %s", path, err.strerror)
+        if entry.error is not None:
+            metrics.CONFIGS_REFUSED.inc()
+            return  # logged once, when that version of the file was read
+        if entry.empty:
+            self.configs.waiting.pop(path, None)
+            log.warning(
+                "config %s is empty: treated like a deleted file; guest %s is left as it is",
+                path,
+                path.stem,
+            )
             return
-        desired = config.guest
+        config = entry.config
+        desired = copy.deepcopy(config.guest)
         waiting = [d for d in desired.storage if not _present(d)]
         for dev in waiting:
             log.info("config %s: waiting for %s to appear", path, dev.location)
+        if waiting:
+            self.configs.waiting[path] = [d.location for d in waiting]
+        else:
+            self.configs.waiting.pop(path, None)
         desired.storage = [d for d in desired.storage if d not in waiting]
         try:
             dom = self.conn.lookupByName(desired.name)
@@ -440,7 +567,7 @@ class Agent:
         delete = [d for d in delete if not any(_same_backing(d, w) for w in waiting)]
         if add or delete:
             changes = change_devices(self.conn, dom, add, delete)
-            self._index = None
+            self._stamp = object()
             for change in changes:
                 log.info(
                     "config %s: %s guest=%s %s",
@@ -449,13 +576,38 @@ class Agent:
                     desired.name,
                     format_statement(change.device),
                 )
+        given = config.given
         settings = GuestSettings(
-            desired.vcpus, desired.memory_mb, desired.os_type, desired.label, desired.autoboot
+            desired.vcpus if "vcpus" in given else None,
+            desired.memory_mb if "memory" in given else None,
+            desired.os_type if "os_type" in given else None,
+            desired.label if "label" in given else None,
+            desired.autoboot if "boot_attr" in given else None,
         )
         if apply_settings(self.conn, dom, settings):
             log.info(
                 "config %s: settings of guest=%s changed (next start)", path.name, desired.name
             )
+
+
+def _alive(conn: libvirt.virConnect) -> bool:
+    try:
+        return bool(conn.isAlive())
+    except libvirt.libvirtError:
+        return False
+
+
+def _rpc_failure(err: Exception) -> bool:
+    """A libvirt error that means the connection itself failed."""
+    return isinstance(err, libvirt.libvirtError) and err.get_error_domain() in (
+        libvirt.VIR_FROM_RPC,
+        libvirt.VIR_FROM_REMOTE,
+    )
+
+
+def _one_line(err: Exception) -> str:
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text[:300]}"
 
 
 def _live_disk(dom: libvirt.virDomain, target: str) -> etree._Element | None:
