@@ -3,14 +3,23 @@
 # links in /usr/local/bin, the systemd unit, /etc/avio/guests and the libvirt
 # qemu hook (vswitch bridges and port VLAN rules for guests libvirt starts
 # itself, autostart included). Run as root after scripts/setup-host.sh.
+# AVIO_WHEELHOUSE=DIR installs without network: the project from a wheel in
+# DIR, its dependencies from Debian (python3-libvirt, python3-pyudev, ...).
 # Enable the agent with:
 #   systemctl enable --now avio-agent
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 prefix=${AVIO_PREFIX:-/opt/avio-kvm}
 
-python3 -m venv "$prefix"
-"$prefix/bin/pip" install -q "$repo"
+if [ -n "${AVIO_WHEELHOUSE:-}" ]; then
+  # Offline (e.g. the nested test host): the dependencies come from Debian's
+  # python3-* packages, the project from a wheel built elsewhere.
+  python3 -m venv --system-site-packages "$prefix"
+  "$prefix/bin/pip" install -q --no-index --find-links "$AVIO_WHEELHOUSE" avio-kvm
+else
+  python3 -m venv "$prefix"
+  "$prefix/bin/pip" install -q "$repo"
+fi
 install -D -m 0644 "$repo/README.md" "$prefix/share/README.md"
 for command in hpvmcreate hpvmmodify hpvmstatus hpvmstart hpvmstop hpvmremove hpvmnet \
   hpvmdevmgmt avio-agent; do
