@@ -186,6 +186,7 @@ cmd_reboot() {
 
 cmd_down() {
   local pid
+  [ -f "$run/console.log" ] && cp "$run/console.log" "$repo/.cache/nested-console.log"
   if running; then
     pid=$(cat "$run/qemu.pid")
     kill "$pid"
@@ -206,16 +207,27 @@ pytest_in_l1() {
     tee "$repo/.cache/nested-$name.log"
 }
 
+# step NAME CMD...: run CMD, log how long it took; returns its status.
+step() {
+  local name=$1 started status=0
+  shift
+  started=$(date +%s)
+  "$@" || status=$?
+  log "$name: $(($(date +%s) - started)) s"
+  return "$status"
+}
+
 cmd_test() {
   local started failed=0
   started=$(date +%s)
   trap 'cmd_down' EXIT
   trap 'exit 130' INT TERM
   cmd_up
-  cmd_install
-  pytest_in_l1 before -m "'not after_reboot'" tests/nested || failed=1
-  cmd_reboot
-  pytest_in_l1 after -m after_reboot tests/nested || failed=1
+  step install cmd_install
+  step "tests before the reboot" pytest_in_l1 before -m "'not after_reboot'" tests/nested ||
+    failed=1
+  step reboot cmd_reboot
+  step "tests after the reboot" pytest_in_l1 after -m after_reboot tests/nested || failed=1
   log "nested tests done in $(($(date +%s) - started)) s (L1 boot $(cat "$run/boot_seconds") s):" \
     "$([ "$failed" = 0 ] && echo passed || echo FAILED)"
   return "$failed"

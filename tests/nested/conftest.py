@@ -39,20 +39,25 @@ def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return result
 
 
-@pytest.fixture(autouse=True)
-def tiny_guest(monkeypatch):
+@pytest.fixture(scope="session", autouse=True)
+def tiny_guest():
     """L2 is the tiny guest, built on the outer host and copied in ($AVIO_TINY_GUEST)."""
     folder = Path(os.environ.get("AVIO_TINY_GUEST", "/var/lib/avio-nested/tiny-guest"))
     kernel, initrd = folder / "vmlinuz", folder / "initramfs.cpio.gz"
-    monkeypatch.setattr(guestkit, "build_tiny_guest", lambda: (kernel, initrd))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(guestkit, "build_tiny_guest", lambda: (kernel, initrd))
+        yield
 
 
-def boot(host: guestkit.Host, *statements: str, name: str, cmdline: str = "", auto: bool = False):
-    """Define and start a tiny L2 guest; wait for its report. Returns its console log."""
-    host.define_guest(
-        *statements, memory="192M", cmdline=cmdline, name=name, boot="auto" if auto else "manual"
-    )
-    log = guestkit.ConsoleLog(f"/var/log/libvirt/qemu/{name}-console.log")
-    guestkit.hpvm("hpvmstart", "-P", name)
-    log.wait_for(r"^AVIO ready", timeout=600)
-    return log
+def start(host: guestkit.Host, guests: dict[str, tuple[list[str], str]]) -> dict:
+    """Define guests {name: (statements, cmdline)} with autoboot, start them all, then wait
+    for each one's report (they boot side by side: L2 under nested TCG is slow)."""
+    for name, (statements, cmdline) in guests.items():
+        host.define_guest(*statements, memory="192M", cmdline=cmdline, name=name, boot="auto")
+    logs = {}
+    for name in guests:
+        logs[name] = guestkit.ConsoleLog(f"/var/log/libvirt/qemu/{name}-console.log")
+        guestkit.hpvm("hpvmstart", "-P", name)
+    for log in logs.values():
+        log.wait_for(r"^AVIO ready", timeout=1800)
+    return logs
