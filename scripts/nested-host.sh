@@ -34,7 +34,7 @@ L1_NET=169.254.120
 L1_REPO=/srv/avio-kvm
 L1_GUEST=/var/lib/avio-nested/tiny-guest
 
-log() { printf 'nested-host: %s\n' "$*" >&2; }
+log() { printf 'nested-host: %s %s\n' "$(date +%T)" "$*" >&2; }
 die() {
   log "error: $*"
   exit 1
@@ -157,8 +157,8 @@ cmd_install() {
   local wheels tiny
   running || die "L1 is not up (nested-host.sh up)"
   [ -x "$repo/.venv/bin/python" ] || die "no $repo/.venv (make venv)"
-  wheels=$(mktemp -d)
-  trap 'rm -rf "$wheels"' RETURN
+  wheels=$run/wheels
+  rm -rf "$wheels"
   log "building the project's wheel"
   "$repo/.venv/bin/python" -m pip wheel -q --no-deps -w "$wheels" "$repo" >/dev/null
   mapfile -t tiny < <(bash "$repo/guest/build.sh")
@@ -169,9 +169,10 @@ cmd_install() {
   tar -c -C "$wheels" -f - . | ssh_l1 "tar -x -C $L1_REPO/.wheels -f -"
   tar -c -C "$(dirname "${tiny[0]}")" -f - "$(basename "${tiny[0]}")" "$(basename "${tiny[1]}")" |
     ssh_l1 "tar -x -C $L1_GUEST -f -"
-  log "installing in L1 (scripts/install.sh), enabling avio-agent.service"
-  ssh_l1 "AVIO_WHEELHOUSE=$L1_REPO/.wheels $L1_REPO/scripts/install.sh &&
-    systemctl enable --now avio-agent && systemctl is-active avio-agent"
+  log "installing in L1 (scripts/install.sh)"
+  ssh_l1 "AVIO_WHEELHOUSE=$L1_REPO/.wheels $L1_REPO/scripts/install.sh"
+  log "enabling avio-agent.service"
+  ssh_l1 "systemctl enable --now avio-agent && systemctl is-active avio-agent"
 }
 
 cmd_reboot() {

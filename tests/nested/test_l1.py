@@ -149,6 +149,30 @@ def test_the_agent_runs_as_the_installed_systemd_unit():
     ).read_text()
 
 
+def test_l1_has_an_isolated_e1000e_and_a_scsi_tape_and_changer():
+    """What pass-through needs: the e1000e alone in its IOMMU group (intel-iommu), and
+    scsi_debug's tape (ptype=1) and changer (ptype=8)."""
+    (nic,) = [
+        dev
+        for dev in Path("/sys/bus/pci/devices").iterdir()
+        if (dev / "driver").exists() and (dev / "driver").resolve().name == "e1000e"
+    ]
+    assert [dev.name for dev in (nic / "iommu_group/devices").iterdir()] == [nic.name]
+    driver = Path("/sys/bus/pseudo/drivers/scsi_debug")
+    try:
+        for ptype in (1, 8):
+            (driver / "ptype").write_text(str(ptype))
+            (driver / "add_host").write_text("1")
+        types = {
+            (dev / "type").read_text().strip()
+            for dev in Path("/sys/bus/scsi/devices").glob("*:*:*:*")
+            if (dev / "model").read_text().strip() == "scsi_debug"
+        }
+        assert types == {"1", "8"}
+    finally:
+        (driver / "add_host").write_text("-2")
+
+
 def test_lvextend_reaches_the_running_guest(guests):
     grown(guests[A], 1, 0, lambda: sh("lvextend", "-L", "24M", f"{VG}/{LV}"), 24)
 
