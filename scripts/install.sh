@@ -14,8 +14,17 @@ prefix=${AVIO_PREFIX:-/opt/avio-kvm}
 if [ -n "${AVIO_WHEELHOUSE:-}" ]; then
   # Offline (e.g. the nested test host): the dependencies come from Debian's
   # python3-* packages, the project from a wheel built elsewhere.
-  python3 -m venv --system-site-packages "$prefix"
-  "$prefix/bin/pip" install -q --no-index --find-links "$AVIO_WHEELHOUSE" avio-kvm
+  # pip is run from Debian's pip wheel when there is one (python3-pip-whl):
+  # bootstrapping pip into the venv (ensurepip) takes minutes on a slow VM.
+  pip_wheels=(/usr/share/python-wheels/pip-*.whl)
+  if [ -f "${pip_wheels[0]}" ]; then
+    python3 -m venv --system-site-packages --without-pip "$prefix"
+    pip=("$prefix/bin/python" "${pip_wheels[0]}/pip")
+  else
+    python3 -m venv --system-site-packages "$prefix"
+    pip=("$prefix/bin/pip")
+  fi
+  "${pip[@]}" install -q --no-index --find-links "$AVIO_WHEELHOUSE" avio-kvm
 else
   python3 -m venv "$prefix"
   "$prefix/bin/pip" install -q "$repo"

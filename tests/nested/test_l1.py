@@ -15,6 +15,7 @@ disposable). What a guest sees is read from its own console report.
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -160,17 +161,27 @@ def test_l1_has_an_isolated_e1000e_and_a_scsi_tape_and_changer():
     assert [dev.name for dev in (nic / "iommu_group/devices").iterdir()] == [nic.name]
     driver = Path("/sys/bus/pseudo/drivers/scsi_debug")
     try:
-        for ptype in (1, 8):
-            (driver / "ptype").write_text(str(ptype))
+        for ptype in ("1", "8"):
+            # A new host is scanned asynchronously, with the ptype of the moment it
+            # is scanned: wait for its device before the next ptype is set.
+            (driver / "ptype").write_text(ptype)
             (driver / "add_host").write_text("1")
-        types = {
-            (dev / "type").read_text().strip()
-            for dev in Path("/sys/bus/scsi/devices").glob("*:*:*:*")
-            if (dev / "model").read_text().strip() == "scsi_debug"
-        }
-        assert types == {"1", "8"}
+            deadline = time.monotonic() + 120
+            while ptype not in scsi_debug_types():
+                assert time.monotonic() < deadline, scsi_debug_types()
+                time.sleep(0.1)
+        assert sorted(scsi_debug_types()) == ["1", "8"]
     finally:
         (driver / "add_host").write_text("-2")
+
+
+def scsi_debug_types() -> list[str]:
+    """The SCSI peripheral type of every scsi_debug device."""
+    return [
+        (dev / "type").read_text().strip()
+        for dev in Path("/sys/bus/scsi/devices").glob("*:*:*:*")
+        if (dev / "model").read_text().strip() == "scsi_debug"
+    ]
 
 
 def test_lvextend_reaches_the_running_guest(guests):
