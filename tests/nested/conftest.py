@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -50,14 +51,25 @@ def tiny_guest():
 
 
 def start(host: guestkit.Host, guests: dict[str, tuple[list[str], str]]) -> dict:
-    """Define guests {name: (statements, cmdline)} with autoboot, start them all, then wait
-    for each one's report (they boot side by side: L2 under nested TCG is slow)."""
+    """Define guests {name: (statements, cmdline)} with autoboot and start them one after
+    the other, each once the previous one reported: side by side, under nested TCG on a
+    loaded machine, the kernels starved (ACPI AE_AML_LOOP_TIMEOUT, soft lockups)."""
+    logs = {}
     for name, (statements, cmdline) in guests.items():
         host.define_guest(*statements, memory="192M", cmdline=cmdline, name=name, boot="auto")
-    logs = {}
-    for name in guests:
         logs[name] = guestkit.ConsoleLog(f"/var/log/libvirt/qemu/{name}-console.log")
         guestkit.hpvm("hpvmstart", "-P", name)
-    for log in logs.values():
-        log.wait_for(r"^AVIO ready", timeout=1800)
+        logs[name].wait_for(r"^AVIO ready", timeout=1800)
     return logs
+
+
+def agent_active(timeout: float = 600.0) -> None:
+    """Wait while the agent unit is activating (it says READY=1); it must end active."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = sh("systemctl", "is-active", "avio-agent", check=False).stdout.strip()
+        if state != "activating" or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    status = sh("systemctl", "status", "--no-pager", "-n", "30", "avio-agent", check=False)
+    assert state == "active", status.stdout

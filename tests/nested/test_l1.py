@@ -22,7 +22,7 @@ import pytest
 
 from agent import netlink, portfilter
 from tests.host.guestkit import ConsoleLog, Host, hpvm
-from tests.nested.conftest import sh, start
+from tests.nested.conftest import agent_active, sh, start
 
 pytestmark = pytest.mark.nested
 
@@ -138,7 +138,7 @@ def guests():
 
 
 def test_the_agent_runs_as_the_installed_systemd_unit():
-    assert sh("systemctl", "is-active", "avio-agent").stdout.strip() == "active"
+    agent_active()
     shown = sh(
         "systemctl", "show", "avio-agent",
         "-p", "Type", "-p", "ProtectSystem", "-p", "CapabilityBoundingSet", "-p", "UnitFileState",
@@ -209,7 +209,7 @@ def test_after_reboot_guests_vswitch_and_rules_are_back_and_the_agent_resumes():
     host = Host()
     host.guests += [A, B]
     try:
-        assert sh("systemctl", "is-active", "avio-agent").stdout.strip() == "active"
+        agent_active()
         logs = {name: console(name) for name in (A, B)}
         for log in logs.values():  # the console log is appended to: this boot's report
             log.wait_for(r"^AVIO ready(?:.|\n)*^AVIO ready", timeout=1800)
