@@ -3,14 +3,32 @@
 # links in /usr/local/bin, the systemd unit, /etc/avio/guests and the libvirt
 # qemu hook (vswitch bridges and port VLAN rules for guests libvirt starts
 # itself, autostart included). Run as root after scripts/setup-host.sh.
+# AVIO_WHEELHOUSE=DIR installs without network: the project from a wheel in
+# DIR, its dependencies from Debian (python3-libvirt, python3-pyudev, ...).
 # Enable the agent with:
 #   systemctl enable --now avio-agent
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 prefix=${AVIO_PREFIX:-/opt/avio-kvm}
 
-python3 -m venv "$prefix"
-"$prefix/bin/pip" install -q "$repo"
+if [ -n "${AVIO_WHEELHOUSE:-}" ]; then
+  # Offline (e.g. the nested test host): the dependencies come from Debian's
+  # python3-* packages, the project from a wheel built elsewhere.
+  # pip is run from Debian's pip wheel when there is one (python3-pip-whl):
+  # bootstrapping pip into the venv (ensurepip) takes minutes on a slow VM.
+  pip_wheels=(/usr/share/python-wheels/pip-*.whl)
+  if [ -f "${pip_wheels[0]}" ]; then
+    python3 -m venv --system-site-packages --without-pip "$prefix"
+    pip=("$prefix/bin/python" "${pip_wheels[0]}/pip")
+  else
+    python3 -m venv --system-site-packages "$prefix"
+    pip=("$prefix/bin/pip")
+  fi
+  "${pip[@]}" install -q --no-index --find-links "$AVIO_WHEELHOUSE" avio-kvm
+else
+  python3 -m venv "$prefix"
+  "$prefix/bin/pip" install -q "$repo"
+fi
 install -D -m 0644 "$repo/README.md" "$prefix/share/README.md"
 # Every console script of pyproject.toml: a link and its bash completion; the man pages.
 mapfile -t commands < <("$prefix/bin/python" -c \
