@@ -21,14 +21,18 @@ from translators.render import render_domain, to_string
 from translators.validate import check_guest, check_sizes
 
 
+def refuse_taken_name(conn: libvirt.virConnect, name: str) -> None:
+    """Bad input when a guest of that name exists."""
+    try:
+        conn.lookupByName(name)
+    except libvirt.libvirtError:
+        return
+    raise HpvmError(f"guest '{name}' already exists")
+
+
 def define_guest(conn: libvirt.virConnect, guest: Guest, virt_type: str) -> libvirt.virDomain:
     """Check `guest` against the host (claims, backing stores) and define it in libvirt."""
-    try:
-        conn.lookupByName(guest.name)
-    except libvirt.libvirtError:
-        pass
-    else:
-        raise HpvmError(f"guest '{guest.name}' already exists")
+    refuse_taken_name(conn, guest.name)
     host_claims = claims(conn)
     check_guest(guest, host_claims)
     guest = complete(guest, host_claims)
@@ -112,3 +116,41 @@ def refresh_vlans(conn: libvirt.virConnect, dom: libvirt.virDomain, changes: lis
         vswitches.apply_guest(conn, dom)
     for nic in off:
         vswitches.release_nic(dom, nic)
+
+
+def start_guest(conn: libvirt.virConnect, dom: libvirt.virDomain) -> None:
+    """Start a defined guest, or resume a suspended one (libvirt restores its saved state).
+
+    Refused when the guest was migrated away or its storage is not safe to hand it
+    now. On hpvmnet vswitches it starts paused until every port has its VLAN rule,
+    so it never sends unfiltered; if a rule cannot be set, a fresh start is
+    powered off and a resumed guest goes back to disk (its state is never lost).
+    """
+    from agent import startcheck
+    from agent.inventory import not_runnable
+
+    reason = not_runnable(dom)
+    if reason:
+        raise HostError(f"guest '{dom.name()}' is not runnable here: {reason}")
+    nics = config_guest(dom).networks
+    startcheck.check_start(conn, dom)  # storage as it is now (the hook checks virsh start)
+    saved = dom.hasManagedSaveImage(0)
+    try:
+        if not vswitch_store.managed(conn, nics):
+            dom.create()
+            return
+        from agent import vswitches  # netlink (pyroute2) only for guests on hpvmnet vswitches
+
+        vswitches.prepare_guest(conn, nics)
+        dom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED)
+        try:
+            vswitches.apply_guest(conn, dom)
+        except HostError:
+            if saved:
+                dom.managedSave(0)
+            else:
+                dom.destroy()
+            raise
+        dom.resume()
+    except libvirt.libvirtError as err:
+        raise HostError(libvirt_message(err)) from None

@@ -100,16 +100,23 @@ def host_macs() -> dict[str, str]:
 
 def claims(conn: libvirt.virConnect, exclude: str | None = None) -> HostClaims:
     """MACs, backing stores and vswitch ports used by other guests and the host."""
+    return guests_claims(conn, HostClaims(macs=host_macs(), key=backing_key), exclude)
+
+
+def guests_claims(
+    conn: libvirt.virConnect, result: HostClaims, exclude: str | None = None
+) -> HostClaims:
+    """`result` with what the guests of `conn` (but `exclude`) use added, keyed by its key."""
     from agent.vswitch_store import local_vswitches
 
-    result = HostClaims(macs=host_macs(), key=backing_key, local_vswitches=local_vswitches(conn))
+    result.local_vswitches = local_vswitches(conn)
     for entry in entries(conn):
         guest = entry.guest
         if guest.name == exclude:
             continue
         for dev in guest.storage:
             if dev.storage is not StorageType.NULL:
-                result.backings[backing_key(dev.location)] = guest.name
+                result.backings[result.key(dev.location)] = guest.name
         for nic in guest.networks:
             if nic.mac:
                 result.macs[nic.mac] = f"guest {guest.name}"

@@ -19,35 +19,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.host.guestkit import BIN, ConsoleLog, Host, build_tiny_guest, free_port, hpvm
+from tests.host.guestkit import BIN, ConsoleLog, Host, free_port, hpvm
 from tests.host.libvirt_pair import LibvirtHost
 
 
 def create(uri: str, host: Host, memory: str) -> str:
-    kernel, initrd = build_tiny_guest()
-    name = host.guest_name()
-    hpvm(
-        "hpvmcreate",
-        "--connect",
-        uri,
-        "-P",
-        name,
-        "-O",
-        "linux",
-        "-r",
-        memory,
-        "-B",
-        "manual",
-        "-a",
-        f"disk:avio_stor:0,0,3:disk:{host.loop(16)}",
-        "--kernel",
-        str(kernel),
-        "--initrd",
-        str(initrd),
-        "--cmdline",
-        "console=ttyS0 quiet",
-    )
-    return name
+    disk = f"disk:avio_stor:0,0,3:disk:{host.loop(16)}"
+    return host.define_guest(disk, memory=memory, connect=uri)
 
 
 def migrations(rounds: int) -> list[tuple[float, float]]:

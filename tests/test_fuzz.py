@@ -37,9 +37,7 @@ SCHEMA = Path("/usr/share/libvirt/schemas/domain.rng")
 # Paths under a directory that does not exist: backing checks see "not there yet".
 BASE = "/nonexistent-avt-fuzz"
 SEEDS = [argv for argv in seed_commands("hpvmcreate")]
-CONFIG_LINES = [
-    line for line in (DATA / "avioclone.conf").read_text().splitlines() if line.strip()
-]
+CONFIG_LINES = [line for line in (DATA / "avioclone.conf").read_text().splitlines() if line.strip()]
 STATEMENTS = [
     "disk:avio_stor::disk:{p}/sdb",
     "disk:avio_stor:0,1,3:disk:{p}/sdc",

@@ -13,10 +13,9 @@ from __future__ import annotations
 import os
 import sys
 
-import libvirt
-
 from agent.cli.common import EXIT_OK, connect, guest_locked, run, warn
 from agent.errors import HostError
+from agent.guests import define_guest, refuse_taken_name
 from agent.inventory import claims, config_guest, lookup, state_of
 from translators.clone import Copy, plan_clone
 from translators.errors import HpvmError, Warnings
@@ -99,12 +98,7 @@ def clone(argv: list[str]) -> int:
         options.label,
         autoboot,
     )
-    try:
-        conn.lookupByName(new.name)
-    except libvirt.libvirtError:
-        pass
-    else:
-        raise HpvmError(f"guest '{new.name}' already exists")
+    refuse_taken_name(conn, new.name)
     check_guest(new, claims(conn))  # shared storage, MACs, ports: before anything is copied
     for job in jobs:
         check_destination(job)
@@ -129,7 +123,6 @@ def clone(argv: list[str]) -> int:
             )
             print(f"{PROG}: Virtual storage cloned successfully.")
         from agent.accel import detect_virt_type
-        from agent.guests import define_guest
 
         define_guest(conn, new, new.virt_type or detect_virt_type())
     except BaseException:

@@ -21,10 +21,9 @@ from agent import vswitch_store
 from agent.cli.common import EXIT_OK, connect, default_uri, guest_locked, run
 from agent.connection import libvirt_message, open_connection
 from agent.errors import HostError
-from agent.inventory import config_guest, entries, lookup
+from agent.inventory import config_guest, guests_claims, lookup
 from translators.errors import HpvmError
 from translators.migration import NS, PREFIX, passthrough_devices, render_not_runnable
-from translators.model import StorageType
 from translators.validate import HostClaims, check_guest
 
 PROG = "hpvmmigrate"
@@ -46,19 +45,8 @@ def data_uri(uri: str) -> str | None:
 
 
 def target_claims(tconn: libvirt.virConnect) -> HostClaims:
-    """What the target's guests already use: names kept apart, MACs, vswitch ports, storage."""
-    claims = HostClaims(local_vswitches=vswitch_store.local_vswitches(tconn))
-    for entry in entries(tconn):
-        guest = entry.guest
-        for dev in guest.storage:
-            if dev.storage is not StorageType.NULL:
-                claims.backings[claims.key(dev.location)] = guest.name
-        for nic in guest.networks:
-            if nic.mac:
-                claims.macs[nic.mac] = f"guest {guest.name}"
-            if nic.portid is not None:
-                claims.ports.setdefault(nic.vswitch, {})[nic.portid] = guest.name
-    return claims
+    """What the target's guests use: MACs, vswitch ports, storage (by path: it is remote)."""
+    return guests_claims(tconn, HostClaims())
 
 
 def check_target(dom: libvirt.virDomain, tconn: libvirt.virConnect, uri: str, name: str) -> None:

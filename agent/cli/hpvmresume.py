@@ -5,13 +5,10 @@ from __future__ import annotations
 import sys
 import time
 
-import libvirt
-
-from agent import vswitch_store
 from agent.cli.common import EXIT_OK, connect, guest_locked, run, simple_parser
-from agent.connection import libvirt_message
 from agent.errors import HostError
-from agent.inventory import config_guest, lookup
+from agent.guests import start_guest
+from agent.inventory import lookup
 
 PROG = "hpvmresume"
 
@@ -25,25 +22,7 @@ def resume(argv: list[str]) -> int:
     if not dom.hasManagedSaveImage(0):
         raise HostError(f"guest '{options.name}' is not suspended (use hpvmstart)")
     start = time.monotonic()
-    nics = config_guest(dom).networks
-    on_vswitches = vswitch_store.managed(conn, nics)
-    try:
-        if not on_vswitches:
-            dom.create()
-        else:
-            from agent import vswitches  # pyroute2 only for guests on hpvmnet vswitches
-
-            vswitches.prepare_guest(conn, nics)
-            # Restored paused until every port has its VLAN rule, as hpvmstart does.
-            dom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED)
-            try:
-                vswitches.apply_guest(conn, dom)
-            except HostError:
-                dom.managedSave(0)  # back to disk: the guest's state is never lost
-                raise
-            dom.resume()
-    except libvirt.libvirtError as err:
-        raise HostError(libvirt_message(err)) from None
+    start_guest(conn, dom)
     print(f"{PROG}: Guest '{options.name}' resumed ({time.monotonic() - start:.1f} s)")
     return EXIT_OK
 

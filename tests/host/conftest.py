@@ -35,7 +35,13 @@ def sh(*args: str) -> str:
 
 @pytest.fixture
 def host():
+    """A guestkit.Host (loop devices, bridges, guests made by the test), all removed after."""
     require_host()
+    from tests.host.guestkit import Host
+
+    made = Host()
+    yield made
+    made.cleanup()
 
 
 @pytest.fixture

@@ -104,11 +104,14 @@ class Host:
         cmdline: str = "",
         name: str | None = None,
         boot: str = "manual",
+        connect: str | None = None,
     ) -> str:
         """Create (not start) a tiny guest with these resource statements; returns its name."""
         kernel, initrd = build_tiny_guest()
         name = name or self.guest_name()
         argv = ["-P", name, "-O", "linux", "-r", memory, "-B", boot]
+        if connect:
+            argv = ["--connect", connect, *argv]
         for statement in statements:
             argv += ["-a", statement]
         hpvm(

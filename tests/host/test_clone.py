@@ -6,19 +6,11 @@ import re
 
 import pytest
 
-from tests.host.conftest import domain_xml, require_host
-from tests.host.guestkit import ConsoleLog, Host, hpvm
+from tests.host.conftest import domain_xml
+from tests.host.guestkit import ConsoleLog, hpvm
 
 pytestmark = pytest.mark.integration
 MARK = b"AVIO-CLONE-MARK-"
-
-
-@pytest.fixture
-def host():
-    require_host()
-    made = Host()
-    yield made
-    made.cleanup()
 
 
 def test_clone_boots_with_a_copy_of_the_disk(host):

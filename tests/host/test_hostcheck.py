@@ -137,8 +137,15 @@ def namespace_mount():
 
     def make(dev: str, mnt: str) -> None:
         process = subprocess.Popen(
-            ["unshare", "-m", "--propagation", "private", "sh", "-c",
-             f'mount "{dev}" "{mnt}" && echo mounted && exec sleep 600'],
+            [
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                f'mount "{dev}" "{mnt}" && echo mounted && exec sleep 600',
+            ],
             stdout=subprocess.PIPE,
             text=True,
         )

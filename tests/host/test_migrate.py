@@ -23,7 +23,6 @@ from tests.host.guestkit import (
     AgentProcess,
     ConsoleLog,
     Host,
-    build_tiny_guest,
     free_port,
     grow,
     hpvm,
@@ -61,22 +60,7 @@ def virsh(uri: str, *args: str) -> str:
 
 
 def create(uri: str, host: Host, *statements: str, cmdline: str = "") -> str:
-    kernel, initrd = build_tiny_guest()
-    name = host.guest_name()
-    argv = ["--connect", uri, "-P", name, "-O", "linux", "-r", "128M", "-B", "manual"]
-    for statement in statements:
-        argv += ["-a", statement]
-    hpvm(
-        "hpvmcreate",
-        *argv,
-        "--kernel",
-        str(kernel),
-        "--initrd",
-        str(initrd),
-        "--cmdline",
-        f"console=ttyS0 quiet {cmdline}".strip(),
-    )
-    return name
+    return host.define_guest(*statements, memory="128M", cmdline=cmdline, connect=uri)
 
 
 def vswitch(name: str, *uris: str) -> None:

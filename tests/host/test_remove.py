@@ -14,19 +14,9 @@ import libvirt
 import pytest
 from lxml import etree
 
-from tests.host.guestkit import BIN, Host, hpvm
+from tests.host.guestkit import BIN, hpvm
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def host():
-    from tests.host.conftest import require_host
-
-    require_host()
-    made = Host()
-    yield made
-    made.cleanup()
 
 
 @pytest.fixture

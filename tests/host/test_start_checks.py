@@ -26,16 +26,6 @@ from tests.host.guestkit import BIN, Host, hpvm, new_loop_node
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def host():
-    from tests.host.conftest import require_host
-
-    require_host()
-    made = Host()
-    yield made
-    made.cleanup()
-
-
 @contextmanager
 def mounted(dev: str, where: Path):
     """`dev` (made ext4) mounted on the host under a test directory, unmounted afterwards."""

@@ -8,18 +8,9 @@ import time
 
 import pytest
 
-from tests.host.conftest import require_host
-from tests.host.guestkit import Host, hpvm
+from tests.host.guestkit import hpvm
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def host():
-    require_host()
-    made = Host()
-    yield made
-    made.cleanup()
 
 
 def last_uptime(text: str) -> float:

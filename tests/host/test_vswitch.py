@@ -72,14 +72,6 @@ def net():
     made.cleanup()
 
 
-@pytest.fixture
-def host():
-    require_host()
-    made = Host()
-    yield made
-    made.cleanup()
-
-
 def boot(host: Host, vswitch: str, address: str, ping: str, adapter: str = "avio_lan"):
     """A tiny guest with one NIC on `vswitch` at `address`, pinging `ping` every second."""
     return host.boot_guest(

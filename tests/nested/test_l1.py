@@ -140,14 +140,24 @@ def guests():
 def test_the_agent_runs_as_the_installed_systemd_unit():
     agent_active()
     shown = sh(
-        "systemctl", "show", "avio-agent",
-        "-p", "Type", "-p", "ProtectSystem", "-p", "CapabilityBoundingSet", "-p", "UnitFileState",
+        "systemctl",
+        "show",
+        "avio-agent",
+        "-p",
+        "Type",
+        "-p",
+        "ProtectSystem",
+        "-p",
+        "CapabilityBoundingSet",
+        "-p",
+        "UnitFileState",
     ).stdout
     assert "Type=notify" in shown and "ProtectSystem=strict" in shown
     assert "UnitFileState=enabled" in shown and "cap_net_admin cap_bpf" in shown
-    assert "/opt/avio-kvm/bin/avio-libvirt-hook" in Path(
-        "/etc/libvirt/hooks/qemu.d/avio-kvm"
-    ).read_text()
+    assert (
+        "/opt/avio-kvm/bin/avio-libvirt-hook"
+        in Path("/etc/libvirt/hooks/qemu.d/avio-kvm").read_text()
+    )
 
 
 def test_l1_has_an_isolated_e1000e_and_a_scsi_tape_and_changer():
