@@ -44,6 +44,7 @@ bench: venv
 	$(BIN)/python bench/translate.py
 	$(BIN)/python bench/hotplug.py
 	$(BIN)/python bench/resize.py
+	$(BIN)/python bench/uevent_cost.py
 	$(BIN)/python bench/vlan.py
 	$(BIN)/python bench/clone.py
 	$(BIN)/python bench/admin.py
