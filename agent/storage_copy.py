@@ -51,26 +51,25 @@ def copy_backing(source: str, destination: str, progress: Progress | None = None
     try:
         size = _size(src)
         to_block = os.path.exists(destination) and stat.S_ISBLK(os.stat(destination).st_mode)
-        if to_block:
-            dst = os.open(destination, os.O_WRONLY | os.O_CLOEXEC)
-            if _size(dst) < size:
-                os.close(dst)
-                raise HostError(f"{destination} is smaller than {source} ({size} bytes)")
+        if to_block:  # every byte: the device's old contents must not show through
             ranges = [(0, size)]
+            dst = os.open(destination, os.O_WRONLY | os.O_CLOEXEC)
         else:
+            sparse = stat.S_ISREG(os.fstat(src).st_mode)
+            ranges = _data_ranges(src, size) if sparse else [(0, size)]
             try:
                 dst = os.open(
                     destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600
                 )
             except FileExistsError:
                 raise HostError(f"{destination} exists: hpvmclone never overwrites") from None
-            os.ftruncate(dst, size)
-            src_mode = os.fstat(src).st_mode
-            ranges = _data_ranges(src, size) if stat.S_ISREG(src_mode) else [(0, size)]
         written = 0
         source_hash = hashlib.sha256()
-        created = not to_block
         try:
+            if to_block and _size(dst) < size:
+                raise HostError(f"{destination} is smaller than {source} ({size} bytes)")
+            if not to_block:
+                os.ftruncate(dst, size)
             for begin, end in ranges:  # holes (between ranges) are zeros in both: not read
                 offset = begin
                 while offset < end:
@@ -90,7 +89,7 @@ def copy_backing(source: str, destination: str, progress: Progress | None = None
             if copy_hash != source_hash.hexdigest():
                 raise HostError(f"the copy {destination} differs from {source}: not used")
         except BaseException:
-            if created:  # a file this call made, half-written or wrong: removed
+            if not to_block:  # the file this call made, half-written or wrong: removed
                 os.unlink(destination)
             raise
         finally:

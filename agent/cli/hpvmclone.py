@@ -17,6 +17,7 @@ from agent.cli.common import EXIT_OK, connect, guest_locked, run, warn
 from agent.errors import HostError
 from agent.guests import define_guest, refuse_taken_name
 from agent.inventory import claims, config_guest, lookup, state_of
+from agent.storage_copy import copy_backing
 from translators.clone import Copy, plan_clone
 from translators.errors import HpvmError, Warnings
 from translators.grammar import parse_statement
@@ -109,8 +110,6 @@ def clone(argv: list[str]) -> int:
         )
     made: list[str] = []
     try:
-        from agent.storage_copy import copy_backing
-
         for job in jobs:
             result = copy_backing(job.source.location, job.clone.location, Bar(job.source.location))
             if job.clone.storage is StorageType.FILE:

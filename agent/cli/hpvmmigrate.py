@@ -21,9 +21,10 @@ from agent import vswitch_store
 from agent.cli.common import EXIT_OK, connect, default_uri, guest_locked, run
 from agent.connection import libvirt_message, open_connection
 from agent.errors import HostError
-from agent.inventory import config_guest, guests_claims, lookup
+from agent.inventory import guests_claims, lookup
 from translators.errors import HpvmError
 from translators.migration import NS, PREFIX, passthrough_devices, render_not_runnable
+from translators.readback import read_domain
 from translators.validate import HostClaims, check_guest
 
 PROG = "hpvmmigrate"
@@ -64,7 +65,7 @@ def check_target(dom: libvirt.virDomain, tconn: libvirt.virConnect, uri: str, na
             f"guest '{dom.name()}' has pass-through devices ({devices[0]}): "
             "they cannot migrate; remove them first"
         )
-    guest = config_guest(dom)
+    guest = read_domain(xml)
     ours = {v.name for v in vswitch_store.all_vswitches(dom.connect())}
     theirs = {v.name for v in vswitch_store.all_vswitches(tconn)}
     for nic in guest.networks:

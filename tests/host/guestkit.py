@@ -127,13 +127,18 @@ class Host:
         return name
 
     def boot_guest(
-        self, *statements: str, memory: str = "256M", cmdline: str = "", name: str | None = None
+        self,
+        *statements: str,
+        memory: str = "256M",
+        cmdline: str = "",
+        name: str | None = None,
+        timeout: float = 120.0,
     ) -> tuple[str, ConsoleLog]:
         """Create and start a tiny guest with these resource statements; wait for its report."""
         name = self.define_guest(*statements, memory=memory, cmdline=cmdline, name=name)
         log = ConsoleLog(f"/var/log/libvirt/qemu/{name}-console.log")
         hpvm("hpvmstart", "-P", name)
-        log.wait_for(r"^AVIO ready", timeout=120)
+        log.wait_for(r"^AVIO ready", timeout=timeout)
         return name, log
 
     def guest_name(self) -> str:

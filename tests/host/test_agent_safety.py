@@ -21,7 +21,6 @@ import pytest
 from tests.host.conftest import domain_xml, require_host
 from tests.host.guestkit import (
     AgentProcess,
-    ConsoleLog,
     Host,
     free_port,
     grow,
@@ -33,13 +32,7 @@ pytestmark = pytest.mark.integration
 SECTORS_PER_MB = 2048
 
 
-def boot(host: Host, *statements: str) -> tuple[str, ConsoleLog]:
-    """host.boot_guest with a wait that tolerates a host loaded by other test runs."""
-    name = host.define_guest(*statements)
-    log = ConsoleLog(f"/var/log/libvirt/qemu/{name}-console.log")
-    hpvm("hpvmstart", "-P", name)
-    log.wait_for(r"^AVIO ready", timeout=600)
-    return name, log
+BOOT_TIMEOUT = 600  # tolerates a host loaded by other test runs
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +44,7 @@ def rig():
         disk = host.loop(64)
         guests_dir = host.tmp / "guests"
         guests_dir.mkdir()
-        name, log = boot(host, f"disk:avio_stor:0,0,3:disk:{disk}")
+        name, log = host.boot_guest(f"disk:avio_stor:0,0,3:disk:{disk}", timeout=BOOT_TIMEOUT)
         agent = AgentProcess(guests_dir, host.tmp / "agent.log", free_port())
         agent.start()
         yield {
@@ -352,7 +345,7 @@ def nic_guest(rig):
     to unplug (PCI hot-unplug needs the guest), so its unplug waits."""
     host = rig["host"]
     bridge = host.bridge()
-    name, log = boot(host, f"network:avio_lan:0,1:vswitch:{bridge}")
+    name, log = host.boot_guest(f"network:avio_lan:0,1:vswitch:{bridge}", timeout=BOOT_TIMEOUT)
     statements = hpvm("hpvmstatus", "-P", name, "-d").stdout + "-B manual\n"
     nic = next(line for line in statements.splitlines() if line.startswith("network:"))
     config = rig["guests_dir"] / f"{name}.conf"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 
 import pytest
 
@@ -56,20 +57,16 @@ def test_clone_refusals_change_nothing(host):
     disk = host.loop()
     name = host.define_guest(f"disk:avio_stor:0,0,3:disk:{disk}")
     clone = host.guest_name()
+
+    def copy_to(path) -> subprocess.CompletedProcess:
+        copy = f"disk:avio_stor:0,0,3:file:{path}"
+        return hpvm("hpvmclone", "-P", name, "-N", clone, "-b", copy, check=False)
+
     shared = hpvm("hpvmclone", "-P", name, "-N", clone, check=False)
     assert shared.returncode == 2 and f"already used by guest '{name}'" in shared.stderr
     existing = host.tmp / "there.img"
     existing.write_bytes(b"keep me")
-    over = hpvm(
-        "hpvmclone",
-        "-P",
-        name,
-        "-N",
-        clone,
-        "-b",
-        f"disk:avio_stor:0,0,3:file:{existing}",
-        check=False,
-    )
+    over = copy_to(existing)
     assert over.returncode == 2 and "never overwrites" in over.stderr
     assert existing.read_bytes() == b"keep me"
     taken = hpvm(
@@ -78,16 +75,7 @@ def test_clone_refusals_change_nothing(host):
     assert taken.returncode == 2 and "already exists" in taken.stderr
     # a running source: its storage is copied only from a consistent point
     hpvm("hpvmstart", "-P", name)
-    running = hpvm(
-        "hpvmclone",
-        "-P",
-        name,
-        "-N",
-        clone,
-        "-b",
-        f"disk:avio_stor:0,0,3:file:{host.tmp / 'new.img'}",
-        check=False,
-    )
+    running = copy_to(host.tmp / "new.img")
     assert running.returncode == 1 and "hpvmsuspend" in running.stderr
     assert not (host.tmp / "new.img").exists()
     # without its disk, a running guest's configuration clones at once
