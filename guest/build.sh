@@ -4,11 +4,31 @@
 # Cached: prints the two paths, building only what is missing or stale.
 #
 #   guest/build.sh            -> <cache>/vmlinuz <cache>/initramfs.cpio.gz
-#   AVIO_GUEST_CACHE=DIR      cache directory (default <repo>/.cache/tiny-guest)
+#   AVIO_GUEST_CACHE=DIR      cache directory (default <repo>/.cache/tiny-guest, or
+#                             /var/cache/avio-kvm/ when QEMU, which runs as another
+#                             user, could not reach that: a clone in a 0700 directory)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-cache=${AVIO_GUEST_CACHE:-$here/../.cache/tiny-guest}
+
+# Can a user other than root enter every directory down to $1?
+reachable_by_qemu() {
+  local dir=$1
+  while [ "$dir" != / ]; do
+    [ "$(($(stat -c %a "$dir" | sed 's/^/0/') & 1))" -eq 1 ] || return 1
+    dir=$(dirname "$dir")
+  done
+}
+
+if [ -n "${AVIO_GUEST_CACHE:-}" ]; then
+  cache=$AVIO_GUEST_CACHE
+else
+  cache=$(cd "$here/.." && pwd)/.cache/tiny-guest
+  if ! reachable_by_qemu "$(dirname "$(dirname "$cache")")"; then
+    cache=/var/cache/avio-kvm/tiny-guest-$(printf '%s' "$here" | sha256sum | cut -c1-12)
+    install -d -m 0755 /var/cache/avio-kvm
+  fi
+fi
 mkdir -p "$cache"
 cache=$(cd "$cache" && pwd)
 
