@@ -6,7 +6,7 @@ matter, and both happen for every start, by `hpvmstart`, `virsh start` or
 autostart at boot:
 
 - `prepare`: before QEMU opens anything. The guest's storage is checked again
-  (`agent.startcheck`: a renumbered `/dev/sdX`, a device the host mounted
+  (`agent.storage.startcheck`: a renumbered `/dev/sdX`, a device the host mounted
   meanwhile, storage another guest uses), then an hpvmnet vswitch whose bridge
   is gone (the host rebooted) is made again, with its uplink.
 - `started`: QEMU runs, its vCPUs do not yet. Each NIC's tap gets its port's
@@ -54,7 +54,7 @@ def domain_dirs() -> list[Path]:
     """Where the other guests are read from ($AVIO_LIBVIRT_DOMAINS: dirs separated by ':')."""
     value = os.environ.get("AVIO_LIBVIRT_DOMAINS")
     if value is None:
-        from agent.startcheck import DOMAIN_DIRS
+        from agent.storage.startcheck import DOMAIN_DIRS
 
         return list(DOMAIN_DIRS)
     return [Path(d) for d in value.split(":") if d]
@@ -67,7 +67,7 @@ def check_storage(domain_xml: str) -> None:
             return
     except etree.XMLSyntaxError:
         return  # libvirt always sends the domain; nothing to check without one
-    from agent.startcheck import check_storage_now, claims_from_files
+    from agent.storage.startcheck import check_storage_now, claims_from_files
 
     guest = read_domain(domain_xml)
     check_storage_now(guest, claims_from_files(domain_dirs(), exclude=guest.name))
@@ -83,7 +83,7 @@ def prepare(domain_xml: str, vswitches: dict[str, VSwitch]) -> None:
         v = vswitches.get(name)
         if v is None or Path(f"/sys/class/net/{v.name}").exists():
             continue
-        from agent import netlink  # pyroute2 (80 ms to import) only when a bridge is missing
+        from agent.network import netlink  # pyroute2 (80 ms) only when a bridge is missing
 
         netlink.ensure_bridge(v.name)
         if v.uplink and netlink.exists(v.uplink) and netlink.master_of(v.uplink) is None:
@@ -94,7 +94,7 @@ def started(domain_xml: str, vswitches: dict[str, VSwitch]) -> None:
     """Every NIC's tap enforces its port's VLAN rule."""
     rules = port_rules(domain_xml, vswitches)
     if rules:
-        from agent import portfilter  # pyroute2 only for guests on vswitches
+        from agent.network import portfilter  # pyroute2 only for guests on vswitches
 
         for rule in rules:
             portfilter.apply(rule.tap, rule.vlan)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.storage_copy import copy_backing
+from agent.storage.copier import copy_backing
 
 MIB = 1 << 20
 

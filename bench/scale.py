@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import libvirt
 from resize import cpu_seconds, forward_latencies, percentile, rss_mb, set_capacity
 
-from agent import portfilter
+from agent.network import portfilter
 from tests.host.guestkit import AgentProcess, Host, free_port, hpvm
 
 BIN = Path(sys.executable).parent

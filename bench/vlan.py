@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent import netlink, portfilter
+from agent.network import netlink, portfilter
 from tests.host.guestkit import AgentProcess, Host, free_port, hpvm
 
 SENDER = """

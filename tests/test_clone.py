@@ -7,7 +7,7 @@ import os
 import pytest
 
 from agent.errors import HostError
-from agent.storage_copy import copy_backing
+from agent.storage.copier import copy_backing
 from translators.allocate import complete
 from translators.clone import plan_clone
 from translators.errors import HpvmError

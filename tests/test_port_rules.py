@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent import bpf
-from agent.portfilter import (
+from agent.network import bpf
+from agent.network.portfilter import (
     SKB_PROTOCOL,
     SKB_VLAN_PRESENT,
     SKB_VLAN_TCI,

@@ -60,14 +60,14 @@ def run(prog: str, main: Callable[[list[str]], int], argv: list[str] | None = No
 
 
 def guest_locked(main: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
-    """A command's main run holding the lock of the guest its `-P` names (agent.locks):
+    """A command's main run holding the lock of the guest its `-P` names (agent.guests.locks):
     commands and the agent never write one guest's definition at the same time."""
 
     def locked(argv: list[str]) -> int:
         name = _guest_arg(argv)
         if not name or "--print-xml" in argv or "-s" in argv:
             return main(argv)  # changes nothing (or the parser reports the missing -P)
-        from agent.locks import guest_lock
+        from agent.guests.locks import guest_lock
 
         with guest_lock(name):
             return main(argv)

@@ -15,9 +15,9 @@ import sys
 
 from agent.cli.common import EXIT_OK, connect, guest_locked, run, warn
 from agent.errors import HostError
-from agent.guests import define_guest, refuse_taken_name
-from agent.inventory import claims, config_guest, lookup, state_of
-from agent.storage_copy import copy_backing
+from agent.guests.inventory import claims, config_guest, lookup, state_of
+from agent.guests.lifecycle import define_guest, refuse_taken_name
+from agent.storage.copier import copy_backing
 from translators.clone import Copy, plan_clone
 from translators.errors import HpvmError, Warnings
 from translators.grammar import parse_statement
@@ -74,7 +74,7 @@ def check_destination(job: Copy) -> None:
         if not os.path.isdir(parent):
             raise HpvmError(f"no directory {parent} for the copy", target.text)
     else:
-        from agent.hostcheck import check_backing
+        from agent.storage.hostcheck import check_backing
 
         check_backing(target)  # exists, a block device, not the host's
 

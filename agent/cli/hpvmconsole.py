@@ -25,7 +25,7 @@ import libvirt
 from agent.cli.common import EXIT_OK, connect, run, simple_parser
 from agent.connection import libvirt_message
 from agent.errors import HostError
-from agent.inventory import lookup, state_of
+from agent.guests.inventory import lookup, state_of
 from translators.errors import HpvmError
 from translators.render import console_log_path
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 
 from agent.accel import detect_virt_type
-from agent.backing import backing_size
 from agent.cli.common import EXIT_OK, connect, guest_locked, run, warn
 from agent.safefile import read_config_bytes
+from agent.storage.backing import backing_size
 from translators.allocate import complete
 from translators.errors import Warnings
 from translators.options import config_argv, config_text, create_parser, guest_from_options
@@ -43,7 +43,7 @@ def create(argv: list[str]) -> int:
         return EXIT_OK
     # On the host, omitted MACs and ports are allocated against the other guests.
     # (libvirt is imported only here: --print-xml and -s need no hypervisor.)
-    from agent.guests import define_guest
+    from agent.guests.lifecycle import define_guest
 
     define_guest(connect(options.connect), guest, resolve_virt_type(options.virt_type))
     return EXIT_OK

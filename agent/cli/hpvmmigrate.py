@@ -17,11 +17,11 @@ from urllib.parse import urlsplit
 
 import libvirt
 
-from agent import vswitch_store
 from agent.cli.common import EXIT_OK, connect, default_uri, guest_locked, run
 from agent.connection import libvirt_message, open_connection
 from agent.errors import HostError
-from agent.inventory import guests_claims, lookup
+from agent.guests.inventory import guests_claims, lookup
+from agent.network import vswitch_store
 from translators.errors import HpvmError
 from translators.migration import NS, PREFIX, passthrough_devices, render_not_runnable
 from translators.readback import read_domain

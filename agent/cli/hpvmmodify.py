@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from agent.apply import Applier
 from agent.cli.common import EXIT_OK, connect, guest_locked, run, warn
-from agent.guests import plan_devices, port_rule, refresh_vlans
-from agent.inventory import lookup
-from agent.settings import GuestSettings, apply_settings
+from agent.guests.apply import Applier
+from agent.guests.inventory import lookup
+from agent.guests.lifecycle import plan_devices, port_rule, refresh_vlans
+from agent.guests.settings import GuestSettings, apply_settings
 from translators.errors import Warnings
 from translators.options import modify_parser, statements
 from translators.render import render_domain, to_string

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from agent import netlink, vswitches
 from agent.cli.common import EXIT_OK, connect, run
+from agent.network import netlink, vswitches
 from translators.errors import HpvmError
 from translators.options import CONNECT_HELP, _Parser
 from translators.vswitch import VSwitch, check_name, format_ports, format_switches, parse_port_vlan

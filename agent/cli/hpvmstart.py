@@ -6,8 +6,8 @@ import sys
 
 from agent.cli.common import EXIT_OK, connect, guest_locked, run, simple_parser
 from agent.errors import HostError
-from agent.guests import start_guest
-from agent.inventory import lookup
+from agent.guests.inventory import lookup
+from agent.guests.lifecycle import start_guest
 
 PROG = "hpvmstart"
 

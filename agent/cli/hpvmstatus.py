@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from agent.cli.common import EXIT_OK, connect, run
-from agent.inventory import Entry, entries, live_guest, lookup
+from agent.guests.inventory import Entry, entries, live_guest, lookup
 from translators.model import Guest
 from translators.options import CONNECT_HELP, _Parser
 from translators.status import (

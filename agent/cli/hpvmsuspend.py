@@ -15,7 +15,7 @@ import libvirt
 from agent.cli.common import EXIT_OK, connect, guest_locked, run, simple_parser
 from agent.connection import libvirt_message
 from agent.errors import HostError
-from agent.inventory import lookup
+from agent.guests.inventory import lookup
 
 PROG = "hpvmsuspend"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from agent.hostcheck import backing_key
+from agent.storage.hostcheck import backing_key
 from translators.model import Device, Guest
 from translators.plan import matches
 

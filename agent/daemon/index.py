@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import libvirt
 from lxml import etree
 
-from agent.hostcheck import device_number as devnum_of
+from agent.storage.hostcheck import device_number as devnum_of
 
 
 @dataclass(frozen=True)

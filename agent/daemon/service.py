@@ -3,7 +3,7 @@
 Threads produce events (udev, config files, libvirt callbacks) into one bounded
 queue; the main loop coalesces them and hands each guest's actions to that
 guest's worker (agent.daemon.workers), which runs them in order holding the
-guest's lock (agent.locks), so an unplug waiting for one guest never delays
+guest's lock (agent.guests.locks), so an unplug waiting for one guest never delays
 another. Events for one block device arriving within `debounce` of the first
 are coalesced, the last action winning: the size is read from sysfs when the
 device is handled, so a burst ends at its final size. Nothing an event, a file
@@ -24,7 +24,6 @@ from pathlib import Path
 import libvirt
 from lxml import etree
 
-from agent import vswitches
 from agent.accel import detect_virt_type
 from agent.connection import ensure_event_loop, libvirt_message
 from agent.daemon import metrics
@@ -43,12 +42,13 @@ from agent.daemon.sources import (
 )
 from agent.daemon.workers import GuestWorkers
 from agent.errors import HostError
-from agent.guests import change_devices, define_guest
-from agent.inventory import config_guest
-from agent.locks import guest_lock
-from agent.removal import RemovalWatch
-from agent.settings import GuestSettings, apply_settings
-from agent.startcheck import check_replug
+from agent.guests.inventory import config_guest
+from agent.guests.lifecycle import change_devices, define_guest
+from agent.guests.locks import guest_lock
+from agent.guests.removal import RemovalWatch
+from agent.guests.settings import GuestSettings, apply_settings
+from agent.network import vswitches
+from agent.storage.startcheck import check_replug
 from translators.errors import HpvmError
 from translators.grammar import format_statement
 from translators.model import Device, StorageDevice, StorageType

@@ -102,7 +102,7 @@ def listen(iface: str, seconds: float) -> None:
 
 
 def vlan_endpoint(iface: str, vlan: int) -> None:
-    from agent import portfilter
+    from agent.network import portfilter
 
     portfilter.attach(
         iface,

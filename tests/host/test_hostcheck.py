@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from agent.hostcheck import backing_key, check_backing, host_use
+from agent.storage.hostcheck import backing_key, check_backing, host_use
 from tests.conftest import REPO
 from tests.host.conftest import sh
 from translators.errors import HpvmError
@@ -163,7 +163,7 @@ def test_btrfs_on_a_loop_device_is_seen_as_mounted(loopdev, tmp_path):
     mkfs_btrfs(dev)
     out = in_namespace(
         [(dev, str(tmp_path))],
-        "from agent.hostcheck import host_use, filesystem_devices\n"
+        "from agent.storage.hostcheck import host_use, filesystem_devices\n"
         f"print(open('/proc/self/mountinfo').read().count(' 0:'), host_use('{dev}'))\n"
         f"print(sorted(filesystem_devices('{tmp_path}')))",
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import netlink, portfilter
+from agent.network import netlink, portfilter
 from tests.conftest import REPO
 from tests.host.conftest import require_host
 from tests.host.guestkit import ConsoleLog, Host, restart_libvirtd

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import portfilter
+from agent.network import portfilter
 from tests.host.conftest import require_host
 from tests.host.guestkit import (
     BIN,

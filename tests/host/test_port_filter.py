@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from agent import netlink, portfilter
+from agent.network import netlink, portfilter
 from tests.host.conftest import require_host
 from tests.host.frames import received, run_in
 

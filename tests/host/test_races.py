@@ -8,7 +8,7 @@ import uuid
 import libvirt
 import pytest
 
-from agent import vswitch_store
+from agent.network import vswitch_store
 from tests.host.conftest import require_host
 
 pytestmark = pytest.mark.integration

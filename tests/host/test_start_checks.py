@@ -18,7 +18,7 @@ from lxml import etree
 
 from agent.cli import hpvmcreate, hpvmstart
 from agent.connection import ensure_event_loop
-from agent.removal import RemovalWatch
+from agent.guests.removal import RemovalWatch
 from tests.conftest import REPO
 from tests.host.conftest import domain_xml, sh
 from tests.host.guestkit import BIN, Host, hpvm, new_loop_node

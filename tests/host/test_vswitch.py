@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from agent import netlink, portfilter
+from agent.network import netlink, portfilter
 from tests.conftest import REPO
 from tests.host.conftest import require_host
 from tests.host.frames import received, run_in

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import netlink, portfilter
+from agent.network import netlink, portfilter
 from tests.host.guestkit import ConsoleLog, Host, hpvm
 from tests.nested.conftest import agent_active, sh, start
 

@@ -15,7 +15,7 @@ from lxml import etree
 
 from agent.connection import libvirt_message
 from agent.errors import HostError
-from agent.removal import RemovalWatch
+from agent.guests.removal import RemovalWatch
 from translators.model import Adapter, Device, Guest, NetworkDevice, StorageDevice, StorageType
 from translators.plan import Action, Change, matches
 from translators.readback import read_domain

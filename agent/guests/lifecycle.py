@@ -6,13 +6,13 @@ from collections.abc import Callable
 
 import libvirt
 
-from agent import vswitch_store
-from agent.apply import Applier
-from agent.backing import backing_size
 from agent.connection import libvirt_message
 from agent.errors import HostError
-from agent.hostcheck import check_backing
-from agent.inventory import claims, config_guest, next_number
+from agent.guests.apply import Applier
+from agent.guests.inventory import claims, config_guest, next_number
+from agent.network import vswitch_store
+from agent.storage.backing import backing_size
+from agent.storage.hostcheck import check_backing
 from translators.allocate import complete
 from translators.errors import HpvmError
 from translators.model import Device, Guest, NetworkDevice, StorageDevice
@@ -90,7 +90,7 @@ def port_rule(
     ]
     if not plugged or not dom.isActive() or not vswitch_store.managed(conn, plugged):
         return None
-    from agent import vswitches  # netlink (pyroute2) only when needed
+    from agent.network import vswitches  # netlink (pyroute2) only when needed
 
     return lambda nic: vswitches.apply_nic(conn, dom, nic)
 
@@ -110,7 +110,7 @@ def refresh_vlans(conn: libvirt.virConnect, dom: libvirt.virDomain, changes: lis
         return
     managed = {v.name for v in vswitch_store.all_vswitches(conn)}
     off = [nic for nic in moved if nic.vswitch not in managed]
-    from agent import vswitches  # netlink (pyroute2) only when needed
+    from agent.network import vswitches  # netlink (pyroute2) only when needed
 
     if len(off) < len(moved):
         vswitches.apply_guest(conn, dom)
@@ -126,8 +126,8 @@ def start_guest(conn: libvirt.virConnect, dom: libvirt.virDomain) -> None:
     so it never sends unfiltered; if a rule cannot be set, a fresh start is
     powered off and a resumed guest goes back to disk (its state is never lost).
     """
-    from agent import startcheck
-    from agent.inventory import not_runnable
+    from agent.guests.inventory import not_runnable
+    from agent.storage import startcheck
 
     reason = not_runnable(dom)
     if reason:
@@ -139,7 +139,7 @@ def start_guest(conn: libvirt.virConnect, dom: libvirt.virDomain) -> None:
         if not vswitch_store.managed(conn, nics):
             dom.create()
             return
-        from agent import vswitches  # netlink (pyroute2) only for guests on hpvmnet vswitches
+        from agent.network import vswitches  # pyroute2 only for guests on hpvmnet vswitches
 
         vswitches.prepare_guest(conn, nics)
         dom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED)

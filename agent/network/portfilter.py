@@ -24,8 +24,9 @@ import socket
 from pyroute2.iproute.linux import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from agent import bpf
-from agent.bpf import (
+from agent.errors import HostError
+from agent.network import bpf
+from agent.network.bpf import (
     Program,
     and_imm,
     call,
@@ -36,8 +37,7 @@ from agent.bpf import (
     mov,
     mov_imm,
 )
-from agent.errors import HostError
-from agent.netlink import route_socket
+from agent.network.netlink import route_socket
 
 # struct __sk_buff field offsets (linux/bpf.h), all u32.
 SKB_PROTOCOL = 16

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 import libvirt
 
-from agent import netlink, portfilter
 from agent.errors import HostError
-from agent.inventory import entries, live_guest
-from agent.vswitch_store import all_vswitches, find, get, local_vswitches, save, undefine
+from agent.guests.inventory import entries, live_guest
+from agent.network import netlink, portfilter
+from agent.network.vswitch_store import all_vswitches, find, get, local_vswitches, save, undefine
 from translators.model import NetworkDevice
 from translators.readback import interface_taps
 from translators.vswitch import PortRow, SwitchRow, VSwitch, port_rules

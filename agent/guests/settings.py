@@ -9,7 +9,7 @@ from lxml import etree
 
 from agent.connection import libvirt_message
 from agent.errors import HostError
-from agent.inventory import config_guest
+from agent.guests.inventory import config_guest
 from translators.render import render_metadata
 from translators.validate import check_guest
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import libvirt
 
-from agent.hostcheck import backing_key
+from agent.storage.hostcheck import backing_key
 from translators.errors import HpvmError
 from translators.model import Guest, StorageType
 from translators.readback import read_domain
@@ -107,7 +107,7 @@ def guests_claims(
     conn: libvirt.virConnect, result: HostClaims, exclude: str | None = None
 ) -> HostClaims:
     """`result` with what the guests of `conn` (but `exclude`) use added, keyed by its key."""
-    from agent.vswitch_store import local_vswitches
+    from agent.network.vswitch_store import local_vswitches
 
     result.local_vswitches = local_vswitches(conn)
     for entry in entries(conn):

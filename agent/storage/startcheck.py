@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.hostcheck import backing_key, check_backing
+from agent.storage.hostcheck import backing_key, check_backing
 from translators.model import Adapter, DeviceType, Guest, StorageDevice, StorageType
 from translators.readback import read_saved_domain
 from translators.validate import HostClaims, check_backings
@@ -42,7 +42,7 @@ def check_storage_now(
 
 def check_start(conn: libvirt.virConnect, dom: libvirt.virDomain) -> None:
     """Before `hpvmstart` starts a guest: its definition's storage, checked now."""
-    from agent.inventory import claims, config_guest
+    from agent.guests.inventory import claims, config_guest
 
     guest = config_guest(dom)
     check_storage_now(guest, claims(conn, exclude=guest.name))
@@ -50,7 +50,7 @@ def check_start(conn: libvirt.virConnect, dom: libvirt.virDomain) -> None:
 
 def check_replug(conn: libvirt.virConnect, dom: libvirt.virDomain, location: str) -> None:
     """Before the agent plugs a returning block device back into a running guest."""
-    from agent.inventory import claims, config_guest
+    from agent.guests.inventory import claims, config_guest
 
     guest = config_guest(dom)
     devices = [d for d in guest.storage if d.location == location]

@@ -1,0 +1,1 @@
+"""Guests through libvirt: define, change devices (plan -> apply), settings, inventory, locks."""

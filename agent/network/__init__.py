@@ -1,0 +1,1 @@
+"""vswitches: bridges and uplinks (netlink), port VLAN rules (tc BPF), their definitions."""

@@ -1,0 +1,1 @@
+"""Host storage: sizes, safety checks before a guest gets a backing store, copies."""
