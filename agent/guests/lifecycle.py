@@ -15,7 +15,7 @@ from agent.storage.backing import backing_size
 from agent.storage.hostcheck import check_backing
 from translators.allocate import complete
 from translators.errors import HpvmError
-from translators.model import Device, Guest, NetworkDevice, StorageDevice
+from translators.model import Device, Guest
 from translators.plan import Action, Change, plan_modify
 from translators.render import render_domain, to_string
 from translators.validate import check_guest, check_sizes
@@ -59,8 +59,8 @@ def plan_devices(
     before = config_guest(dom)
     after, changes = plan_modify(before, add, delete, change, claims(conn, exclude=before.name))
     for item in changes:
-        if item.action is not Action.DETACH and isinstance(item.device, StorageDevice):
-            check_backing(item.device)
+        if item.action is not Action.DETACH and item.device.HOST_BACKED:
+            check_backing(item.device)  # type: ignore[arg-type]
     return before, after, changes
 
 
@@ -71,23 +71,23 @@ def change_devices(
     delete: list[Device],
     change: list[Device] | None = None,
 ) -> list[Change]:
-    """Plan, check and apply a device change (live and persistent where it runs)."""
-    before, after, changes = plan_devices(conn, dom, add, delete, change or [])
+    """Plan, check and apply a device change (live and persistent where it runs).
+
+    The one path of `hpvmmodify` and the agent: the Applier, then the vswitch
+    port rules of NICs plugged (before their link is up) or moved.
+    """
+    _, after, changes = plan_devices(conn, dom, add, delete, change or [])
     if changes:
-        Applier(conn, dom, port_rule(conn, dom, changes)).apply(before, changes, after)
+        Applier(conn, dom, port_rule(conn, dom, changes)).apply(changes, after)
         refresh_vlans(conn, dom, changes)
     return changes
 
 
 def port_rule(
     conn: libvirt.virConnect, dom: libvirt.virDomain, changes: list[Change]
-) -> Callable[[NetworkDevice], None] | None:
+) -> Callable[[Device], None] | None:
     """For an Applier: sets a plugged NIC's port rule, when NICs go onto hpvmnet vswitches."""
-    plugged = [
-        c.device
-        for c in changes
-        if c.action is Action.ATTACH and isinstance(c.device, NetworkDevice)
-    ]
+    plugged = [c.device for c in changes if c.action is Action.ATTACH and c.device.ON_VSWITCH]
     if not plugged or not dom.isActive() or not vswitch_store.managed(conn, plugged):
         return None
     from agent.network import vswitches  # netlink (pyroute2) only when needed
@@ -101,11 +101,7 @@ def refresh_vlans(conn: libvirt.virConnect, dom: libvirt.virDomain, changes: lis
     A NIC moved onto a bridge that is not an hpvmnet vswitch loses its rule.
     (A plugged NIC got its rule before its link came up: `port_rule`.)
     """
-    moved = [
-        c.device
-        for c in changes
-        if isinstance(c.device, NetworkDevice) and c.action is Action.UPDATE
-    ]
+    moved = [c.device for c in changes if c.action is Action.UPDATE and c.device.ON_VSWITCH]
     if not moved or not dom.isActive():
         return
     managed = {v.name for v in vswitch_store.all_vswitches(conn)}
