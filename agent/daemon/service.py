@@ -22,14 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import libvirt
-from lxml import etree
 
 from agent.accel import detect_virt_type
 from agent.connection import ensure_event_loop, libvirt_message
 from agent.daemon import metrics
 from agent.daemon.configs import ConfigIndex
 from agent.daemon.desired import diff_devices
-from agent.daemon.index import DiskRef, block_disks, build_index, devnum_of
+from agent.daemon.index import DiskRef, build_index, devnum_of
 from agent.daemon.notify import sd_notify
 from agent.daemon.sizes import Verdict, decide, host_size
 from agent.daemon.sources import (
@@ -51,6 +50,7 @@ from agent.network import vswitches
 from agent.storage.startcheck import check_replug
 from translators.errors import HpvmError
 from translators.grammar import format_statement
+from translators.live import block_disks, find_disk, missing_block_disks
 from translators.model import Device, StorageDevice, StorageType
 
 log = logging.getLogger("avio-agent")
@@ -408,17 +408,14 @@ class Agent:
             )
             return
         dom = self.conn.lookupByName(ref.guest)
-        disk = _live_disk(dom, ref.target)
+        disk = find_disk(dom.XMLDesc(0), ref.target)
         if disk is None:
             return
-        alias = disk.find("alias").get("name") if disk.find("alias") is not None else None
         start = time.monotonic()
         with RemovalWatch(self.conn, dom) as watch:
-            dom.detachDeviceFlags(
-                etree.tostring(disk, encoding="unicode"), libvirt.VIR_DOMAIN_AFFECT_LIVE
-            )
-            if alias:
-                watch.wait(alias, UNPLUG_TIMEOUT)
+            dom.detachDeviceFlags(disk.xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+            if disk.alias:
+                watch.wait(disk.alias, UNPLUG_TIMEOUT)
         self._stamp = object()
         metrics.HOTPLUGS.labels("detach").inc()
         log.info(
@@ -452,28 +449,22 @@ class Agent:
     def _replug_missing(self, dom: libvirt.virDomain, only: int | None = None) -> None:
         """Disks of the persistent definition missing from the running guest whose backing
         exists again (unplugged earlier because it went away) are plugged back live."""
-        live = {target for target, _ in block_disks(dom.XMLDesc(0))}
-        persistent = etree.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE).encode())
-        for disk in persistent.iterfind("devices/disk[@type='block']"):
-            target, source = disk.find("target").get("dev"), disk.find("source")
-            if target in live or source is None:
-                continue
-            number = devnum_of(source.get("dev", ""))
+        persistent = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+        for disk in missing_block_disks(persistent, dom.XMLDesc(0)):
+            number = devnum_of(disk.source)
             if number is None or (only is not None and number != only) or not host_size(number):
                 continue
             try:
-                check_replug(self.conn, dom, source.get("dev"))
+                check_replug(self.conn, dom, disk.source)
             except HpvmError as err:
                 metrics.FAILED.labels("replug").inc()
-                log.error("plug guest=%s disk=%s refused: %s", dom.name(), target, err)
+                log.error("plug guest=%s disk=%s refused: %s", dom.name(), disk.target, err)
                 continue
-            dom.attachDeviceFlags(
-                etree.tostring(disk, encoding="unicode"), libvirt.VIR_DOMAIN_AFFECT_LIVE
-            )
+            dom.attachDeviceFlags(disk.xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
             self._stamp = object()
             metrics.HOTPLUGS.labels("attach").inc()
             log.info(
-                "plug guest=%s disk=%s: backing %s is back", dom.name(), target, source.get("dev")
+                "plug guest=%s disk=%s: backing %s is back", dom.name(), disk.target, disk.source
             )
 
     # ---- guests ----------------------------------------------------------------------
@@ -608,15 +599,6 @@ def _rpc_failure(err: Exception) -> bool:
 def _one_line(err: Exception) -> str:
     text = " ".join(str(err).split())
     return f"{type(err).__name__}: {text[:300]}"
-
-
-def _live_disk(dom: libvirt.virDomain, target: str) -> etree._Element | None:
-    root = etree.fromstring(dom.XMLDesc(0).encode())
-    for disk in root.iterfind("devices/disk"):
-        t = disk.find("target")
-        if t is not None and t.get("dev") == target:
-            return disk
-    return None
 
 
 def _present(device: StorageDevice) -> bool:
