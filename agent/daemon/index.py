@@ -32,3 +32,12 @@ def build_index(conn: libvirt.virConnect) -> dict[int, list[DiskRef]]:
             if number is not None:
                 index.setdefault(number, []).append(DiskRef(dom.name(), target, source))
     return index
+
+
+def running_domain(conn: libvirt.virConnect, name: str) -> libvirt.virDomain | None:
+    """The guest `name` if it exists and runs, else None."""
+    try:
+        dom = conn.lookupByName(name)
+    except libvirt.libvirtError:
+        return None
+    return dom if dom.isActive() else None
