@@ -98,6 +98,8 @@ class AgentOptions:
 
 
 class Agent:
+    """The loop and its queue, the libvirt connection, the routes to the handlers."""
+
     def __init__(self, options: AgentOptions) -> None:
         self.options = options
         self.events: queue.Queue = queue.Queue(EVENT_QUEUE)
@@ -147,6 +149,7 @@ class Agent:
             self.resync.set()
 
     def _took(self, item: object) -> None:
+        """An item left the queue (taken, or dropped): one work item fewer is waiting."""
         if isinstance(item, Work):
             with self._work_lock:
                 self._work_queued -= 1
