@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import libvirt
 
 from agent.cli.common import EXIT_OK, connect, default_uri, guest_locked, run
+from agent.cli.options import command_parser
 from agent.connection import libvirt_message, open_connection
 from agent.errors import HostError
 from agent.guests.inventory import guests_claims, lookup
@@ -82,13 +83,8 @@ def check_target(dom: libvirt.virDomain, tconn: libvirt.virConnect, uri: str, na
 
 
 def migrate(argv: list[str]) -> int:
-    from translators.options import CONNECT_HELP, _Parser
-
     # -h is the target host, as in HPVM: --help only.
-    parser = _Parser(prog=PROG, add_help=False, description="Move a guest to another host.")
-    parser.add_argument("--help", action="help", help="show this help and exit")
-    parser.add_argument("-P", dest="name", required=True, help="guest name")
-    parser.add_argument("--connect", metavar="URI", help=CONNECT_HELP)
+    parser = command_parser(PROG, "Move a guest to another host.", short_help=False)
     parser.add_argument(
         "-h",
         dest="host",

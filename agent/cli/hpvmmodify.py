@@ -5,12 +5,13 @@ from __future__ import annotations
 import sys
 
 from agent.cli.common import EXIT_OK, connect, guest_locked, run, warn
+from agent.cli.options import modify_parser
 from agent.guests.apply import Applier
 from agent.guests.inventory import lookup
 from agent.guests.lifecycle import plan_devices, port_rule, refresh_vlans
 from agent.guests.settings import GuestSettings, apply_settings
 from translators.errors import Warnings
-from translators.options import modify_parser, statements
+from translators.options import statements
 from translators.render import render_domain, to_string
 
 PROG = "hpvmmodify"

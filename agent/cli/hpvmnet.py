@@ -6,17 +6,16 @@ import argparse
 import sys
 
 from agent.cli.common import EXIT_OK, connect, run
+from agent.cli.options import command_parser
 from agent.network import netlink, vswitches
 from translators.errors import HpvmError
-from translators.options import CONNECT_HELP, _Parser
 from translators.vswitch import VSwitch, check_name, format_ports, format_switches, parse_port_vlan
 
 PROG = "hpvmnet"
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, add_help=False, description="Manage vswitches.")
-    p.add_argument("--help", action="help", help="show this help")
+    p = command_parser(PROG, "Manage vswitches.", None, short_help=False)
     p.add_argument("-S", dest="name", help="the vswitch")
     action = p.add_mutually_exclusive_group()
     action.add_argument("-c", dest="create", action="store_true", help="create")
@@ -39,7 +38,6 @@ def parser() -> argparse.ArgumentParser:
         help="halt/delete even while running guests use it; create/start with an uplink "
         "that carries host addresses or routes",
     )
-    p.add_argument("--connect", metavar="URI", help=CONNECT_HELP)
     return p
 
 

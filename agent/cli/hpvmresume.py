@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 import time
 
-from agent.cli.common import EXIT_OK, connect, guest_locked, run, simple_parser
+from agent.cli.common import EXIT_OK, connect, guest_locked, run
+from agent.cli.options import command_parser
 from agent.errors import HostError
 from agent.guests.inventory import lookup
 from agent.guests.lifecycle import start_guest
@@ -14,7 +15,7 @@ PROG = "hpvmresume"
 
 
 def resume(argv: list[str]) -> int:
-    options = simple_parser(PROG, "Resume a suspended guest.").parse_args(argv)
+    options = command_parser(PROG, "Resume a suspended guest.").parse_args(argv)
     conn = connect(options.connect)
     dom = lookup(conn, options.name)
     if dom.isActive():

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from agent.cli.common import EXIT_OK, connect, guest_locked, run, simple_parser
+from agent.cli.common import EXIT_OK, connect, guest_locked, run
+from agent.cli.options import command_parser
 from agent.errors import HostError
 from agent.guests.inventory import lookup
 from agent.guests.lifecycle import start_guest
@@ -13,7 +14,7 @@ PROG = "hpvmstart"
 
 
 def start(argv: list[str]) -> int:
-    options = simple_parser(PROG, "Start a guest.").parse_args(argv)
+    options = command_parser(PROG, "Start a guest.").parse_args(argv)
     conn = connect(options.connect)
     dom = lookup(conn, options.name)
     if dom.isActive():

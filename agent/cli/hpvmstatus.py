@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 
 from agent.cli.common import EXIT_OK, connect, run
+from agent.cli.options import command_parser
 from agent.guests.inventory import Entry, entries, live_guest, lookup
 from translators.model import Guest
-from translators.options import CONNECT_HELP, _Parser
 from translators.status import (
     GuestStatus,
     format_details,
@@ -56,8 +56,9 @@ def machine_line(status: GuestStatus, entry: Entry) -> str:
 
 
 def status(argv: list[str]) -> int:
-    parser = _Parser(prog=PROG, description="Show guests in HPVM's layouts.")
-    parser.add_argument("-P", dest="name", help="one guest")
+    parser = command_parser(
+        PROG, "Show guests in HPVM's layouts.", "one guest", guest_required=False
+    )
     parser.add_argument(
         "-V", dest="verbose", action="store_true", help="with -P: verbose device blocks"
     )
@@ -68,7 +69,6 @@ def status(argv: list[str]) -> int:
         help="with -P: the guest's resource statements (a valid config file)",
     )
     parser.add_argument("-M", dest="machine", action="store_true", help="machine-readable")
-    parser.add_argument("--connect", metavar="URI", help=CONNECT_HELP)
     options = parser.parse_args(argv)
     conn = connect(options.connect)
     all_entries = entries(conn)
