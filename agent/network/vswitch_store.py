@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import libvirt
-from lxml import etree
 
 from agent.connection import libvirt_message
 from agent.errors import HostError
@@ -41,18 +40,12 @@ def find(conn: libvirt.virConnect, name: str) -> VSwitch | None:
 
 def save(conn: libvirt.virConnect, v: VSwitch) -> None:
     """Write the definition (a persistent libvirt network in bridge mode)."""
-    xml = render_network(v)
     try:
         uuid = conn.networkLookupByName(v.name).UUIDString()
     except libvirt.libvirtError:
-        uuid = None
-    if uuid:  # redefining a network keeps its UUID
-        root = etree.fromstring(xml.encode())
-        root.find("name").addnext(etree.Element("uuid"))
-        root.find("uuid").text = uuid
-        xml = etree.tostring(root, encoding="unicode")
+        uuid = None  # a new network
     try:
-        conn.networkDefineXML(xml)
+        conn.networkDefineXML(render_network(v, uuid))  # a redefinition keeps the UUID
     except libvirt.libvirtError as err:
         raise HostError(libvirt_message(err)) from None
 
