@@ -16,7 +16,7 @@ import sys
 from agent.cli.common import EXIT_OK, connect, guest_locked, run, warn
 from agent.cli.options import command_parser
 from agent.errors import HostError
-from agent.guests.inventory import claims, config_guest, lookup, state_of
+from agent.guests.inventory import HostView, config_guest, lookup, state_of
 from agent.guests.lifecycle import define_guest, refuse_taken_name
 from agent.storage.copier import copy_backing
 from translators.clone import Copy, plan_clone
@@ -100,7 +100,8 @@ def clone(argv: list[str]) -> int:
         autoboot,
     )
     refuse_taken_name(conn, new.name)
-    check_guest(new, claims(conn))  # shared storage, MACs, ports: before anything is copied
+    # shared storage, MACs, ports: before anything is copied (define_guest checks again after)
+    check_guest(new, HostView(conn).claims())
     for job in jobs:
         check_destination(job)
     if jobs and dom.isActive():

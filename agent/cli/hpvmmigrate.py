@@ -21,7 +21,7 @@ from agent.cli.common import EXIT_OK, connect, default_uri, guest_locked, run
 from agent.cli.options import command_parser
 from agent.connection import libvirt_message, open_connection
 from agent.errors import HostError
-from agent.guests.inventory import guests_claims, lookup
+from agent.guests.inventory import HostView, lookup
 from agent.network import vswitch_store
 from translators.errors import HpvmError
 from translators.migration import NS, PREFIX, passthrough_devices, render_not_runnable
@@ -46,11 +46,6 @@ def data_uri(uri: str) -> str | None:
     return f"tcp://{host}" if host else None
 
 
-def target_claims(tconn: libvirt.virConnect) -> HostClaims:
-    """What the target's guests use: MACs, vswitch ports, storage (by path: it is remote)."""
-    return guests_claims(tconn, HostClaims())
-
-
 def check_target(dom: libvirt.virDomain, tconn: libvirt.virConnect, uri: str, name: str) -> None:
     """Everything the target must offer, checked before anything moves."""
     try:
@@ -67,8 +62,9 @@ def check_target(dom: libvirt.virDomain, tconn: libvirt.virConnect, uri: str, na
             "they cannot migrate; remove them first"
         )
     guest = read_domain(xml)
+    target = HostView(tconn)
     ours = {v.name for v in vswitch_store.all_vswitches(dom.connect())}
-    theirs = {v.name for v in vswitch_store.all_vswitches(tconn)}
+    theirs = {v.name for v in target.vswitches}
     for nic in guest.networks:
         if nic.vswitch in ours and nic.vswitch not in theirs:
             raise HostError(
@@ -77,7 +73,8 @@ def check_target(dom: libvirt.virDomain, tconn: libvirt.virConnect, uri: str, na
             )
     guest.name = name
     try:
-        check_guest(guest, target_claims(tconn))
+        # what the target's guests use: MACs, vswitch ports, storage (by path: it is remote)
+        check_guest(guest, target.guests_claims(HostClaims()))
     except HpvmError as err:
         raise HostError(f"Target VM Host error - {err}") from None
 

@@ -6,8 +6,7 @@ import sys
 
 from agent.cli.common import EXIT_OK, connect, run
 from agent.cli.options import command_parser
-from agent.guests.inventory import Entry, entries, live_guest, lookup
-from translators.model import Guest
+from agent.guests.inventory import Entry, HostView, lookup
 from translators.status import (
     GuestStatus,
     format_details,
@@ -22,8 +21,7 @@ MACHINE_FIELDS = 21
 
 
 def _status(entry: Entry, numbers: dict[str, int]) -> GuestStatus:
-    guest: Guest = live_guest(entry.dom) if entry.active else entry.guest
-    return GuestStatus(guest, numbers[entry.guest.name], entry.state)
+    return GuestStatus(entry.current, numbers[entry.guest.name], entry.state)
 
 
 def _numbers(all_entries: list[Entry]) -> dict[str, int]:
@@ -71,7 +69,7 @@ def status(argv: list[str]) -> int:
     parser.add_argument("-M", dest="machine", action="store_true", help="machine-readable")
     options = parser.parse_args(argv)
     conn = connect(options.connect)
-    all_entries = entries(conn)
+    all_entries = HostView(conn).entries
     numbers = _numbers(all_entries)
     if options.name:
         lookup(conn, options.name)

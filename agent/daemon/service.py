@@ -42,7 +42,7 @@ from agent.daemon.sources import (
 )
 from agent.daemon.workers import GuestWorkers
 from agent.errors import HostError
-from agent.guests.inventory import config_guest
+from agent.guests.inventory import HostView, config_guest
 from agent.guests.lifecycle import change_devices, define_guest
 from agent.guests.locks import guest_lock
 from agent.guests.removal import RemovalWatch
@@ -486,7 +486,7 @@ class Agent:
             return
         if not dom.isActive():
             return
-        vswitches.apply_guest(self.conn, dom)
+        vswitches.apply_guest(HostView(self.conn), dom)
         self._replug_missing(dom)
         for target, source in block_disks(dom.XMLDesc(0)):
             number = devnum_of(source)
@@ -501,7 +501,7 @@ class Agent:
         except libvirt.libvirtError:
             return
         if dom.isActive():
-            vswitches.apply_guest(self.conn, dom)
+            vswitches.apply_guest(HostView(self.conn), dom)
 
     def reconcile(self, reason: str = "start") -> None:
         """Level-triggered safety net: apply every config file, fix every disk's size.
@@ -510,9 +510,10 @@ class Agent:
         """
         start = time.monotonic()
         metrics.RECONCILES.labels(reason).inc()
-        for v in vswitches.all_vswitches(self.conn):
+        host = HostView(self.conn)
+        for v in host.vswitches:
             if v.up:  # restores the bridges after a host reboot
-                self._guarded(vswitches.start, self.conn, v)
+                self._guarded(vswitches.start, host, v)
         for path in self.configs.paths():
             self.submit(path.stem, self.handle_config, path, False)
         for dom in self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):

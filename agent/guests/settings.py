@@ -15,6 +15,8 @@ __all__ = ["GuestSettings", "apply_settings"]
 
 def apply_settings(conn: libvirt.virConnect, dom: libvirt.virDomain, wanted: GuestSettings) -> bool:
     """Redefine the persistent domain with the settings; True when something changed."""
+    if wanted == GuestSettings():
+        return False  # nothing asked: nothing to read
     xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
     guest = with_settings(read_domain(xml), wanted)
     if guest is None:
