@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import libvirt
 
 from agent.cli.common import EXIT_OK, connect, default_uri, guest_locked, run
-from agent.cli.options import command_parser
+from agent.cli.options import add_flags, command_parser
 from agent.connection import libvirt_message, open_connection
 from agent.errors import HostError
 from agent.guests.inventory import HostView, lookup
@@ -89,22 +89,13 @@ def migrate(argv: list[str]) -> int:
         metavar="HOST",
         help="target: a libvirt URI, or a host name (qemu+ssh://HOST/system)",
     )
-    parser.add_argument(
-        "-o", dest="online", action="store_true", help="online: the guest runs on while it moves"
-    )
-    parser.add_argument(
-        "-D",
-        dest="delete",
-        action="store_true",
-        help="remove the guest's definition from this host afterwards",
+    add_flags(
+        parser,
+        ("-o", "online", "online: the guest runs on while it moves"),
+        ("-D", "delete", "remove the guest's definition from this host afterwards"),
     )
     parser.add_argument("-N", dest="new_name", metavar="NAME", help="the guest's name there")
-    parser.add_argument(
-        "-F",
-        dest="force",
-        action="store_true",
-        help="accepted for HPVM scripts; no check is ever skipped",
-    )
+    add_flags(parser, ("-F", "force", "accepted for HPVM scripts; no check is ever skipped"))
     parser.add_argument(
         "--migrate-uri",
         metavar="URI",

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from agent.cli.common import EXIT_OK, connect, run
-from agent.cli.options import command_parser
+from agent.cli.options import add_flags, command_parser
 from agent.guests.inventory import HostView
 from agent.network import netlink, vswitches
 from translators.errors import HpvmError
@@ -19,10 +19,13 @@ def parser() -> argparse.ArgumentParser:
     p = command_parser(PROG, "Manage vswitches.", None, short_help=False)
     p.add_argument("-S", dest="name", help="the vswitch")
     action = p.add_mutually_exclusive_group()
-    action.add_argument("-c", dest="create", action="store_true", help="create")
-    action.add_argument("-b", dest="boot", action="store_true", help="start (boot)")
-    action.add_argument("-h", dest="halt", action="store_true", help="halt")
-    action.add_argument("-d", dest="delete", action="store_true", help="delete")
+    add_flags(
+        action,
+        ("-c", "create", "create"),
+        ("-b", "boot", "start (boot)"),
+        ("-h", "halt", "halt"),
+        ("-d", "delete", "delete"),
+    )
     action.add_argument(
         "-u", dest="port_vlan", metavar="portid:N:vlanid:M", help="set a port's VLAN (M, or none)"
     )
@@ -32,13 +35,11 @@ def parser() -> argparse.ArgumentParser:
         metavar="IFACE",
         help="with -c: the host interface to use as uplink (HPVM's PPA)",
     )
-    p.add_argument(
-        "-F",
-        dest="force",
-        action="store_true",
-        help="halt/delete even while running guests use it; create/start with an uplink "
-        "that carries host addresses or routes",
+    force = (
+        "halt/delete even while running guests use it; create/start with an uplink "
+        "that carries host addresses or routes"
     )
+    add_flags(p, ("-F", "force", force))
     return p
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from agent.cli.common import EXIT_OK, connect, run
-from agent.cli.options import command_parser
+from agent.cli.options import add_flags, command_parser
 from agent.guests.inventory import Entry, HostView, lookup
 from translators.status import (
     GuestStatus,
@@ -57,16 +57,12 @@ def status(argv: list[str]) -> int:
     parser = command_parser(
         PROG, "Show guests in HPVM's layouts.", "one guest", guest_required=False
     )
-    parser.add_argument(
-        "-V", dest="verbose", action="store_true", help="with -P: verbose device blocks"
+    add_flags(
+        parser,
+        ("-V", "verbose", "with -P: verbose device blocks"),
+        ("-d", "statements", "with -P: the guest's resource statements (a valid config file)"),
+        ("-M", "machine", "machine-readable"),
     )
-    parser.add_argument(
-        "-d",
-        dest="statements",
-        action="store_true",
-        help="with -P: the guest's resource statements (a valid config file)",
-    )
-    parser.add_argument("-M", dest="machine", action="store_true", help="machine-readable")
     options = parser.parse_args(argv)
     conn = connect(options.connect)
     all_entries = HostView(conn).entries

@@ -36,6 +36,12 @@ def add_connect(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--connect", metavar="URI", help=CONNECT_HELP)
 
 
+def add_flags(parser: argparse._ActionsContainer, *flags: tuple[str, str, str]) -> None:
+    """On/off options, each given as (option, dest, help)."""
+    for option, dest, text in flags:
+        parser.add_argument(option, dest=dest, action="store_true", help=text)
+
+
 def _add_print_xml(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--print-xml", action="store_true", help="print the domain XML and change nothing"
