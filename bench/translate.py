@@ -19,9 +19,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from agent.cli.options import create_parser
 from translators.allocate import complete
 from translators.errors import Warnings
-from translators.options import create_parser, guest_from_options
+from translators.options import guest_from_options
 from translators.render import render_domain, to_string
 from translators.validate import check_guest
 

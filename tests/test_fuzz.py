@@ -25,10 +25,11 @@ from lxml import etree
 
 from agent.cli import hpvmcreate
 from agent.cli.common import run
+from agent.cli.options import create_parser
 from tests.conftest import DATA, seed_commands
 from translators.allocate import complete
 from translators.errors import Warnings
-from translators.options import config_argv, config_text, create_parser, guest_from_options
+from translators.options import config_argv, config_text, guest_from_options
 from translators.readback import read_domain
 from translators.render import render_domain, to_string
 from translators.text import bad_character

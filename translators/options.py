@@ -1,8 +1,10 @@
-"""Option lists of `hpvmcreate` / `hpvmmodify` and guest config files -> model.
+"""Guest options (one table, read alike by the commands and by config files) -> model.
 
 A config file holds the `hpvmcreate` options of one guest, one per line, with
 `#` comments; a bare resource statement counts as `-a`, `[... Details]`
 headers are skipped, so `hpvmstatus -P name -d` output is itself a config.
+Its lines are read as argparse reads a command line (attached values,
+unambiguous abbreviations); the commands' own parsers are in `agent.cli.options`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import argparse
 import functools
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,15 +38,7 @@ MEMORY_FACTORS = {"": 1, "m": 1, "g": 1024, "t": 1024 * 1024}
 IGNORED_STATEMENTS = ("serial:",)
 #: What a bare resource statement in a config file starts with.
 STATEMENT_HEADS = {"disk", "dvd", "tape", "changer", "burner", "hba", "network"}
-CONNECT_HELP = "libvirt URI (default $LIBVIRT_DEFAULT_URI, else qemu:///system)"
 GUEST_SETTINGS = ("os_type", "vcpus", "memory", "boot_attr", "label")  # -O -c -r -B -l
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises `HpvmError` instead of printing usage and exiting."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise HpvmError(message)
 
 
 def parse_memory(text: str) -> int:
@@ -62,21 +57,21 @@ def parse_memory(text: str) -> int:
     return memory
 
 
-def _os_type(text: str) -> str:
+def parse_os_type(text: str) -> str:
     value = text.lower().replace("-", "")
     if value not in OS_TYPES:
         raise HpvmError(f"unknown OS type '{text}' (one of {', '.join(OS_TYPES)})")
     return value
 
 
-def _boot_attr(text: str) -> str:
+def parse_boot_attr(text: str) -> str:
     value = text.lower()
     if value not in ("auto", "manual"):
         raise HpvmError(f"-B takes 'auto' or 'manual', not '{text}'")
     return value
 
 
-def _vcpus(text: str) -> int:
+def parse_vcpus(text: str) -> int:
     try:
         return parse_number(text, "-c (vCPUs)", digits=6)
     except HpvmError:
@@ -84,113 +79,103 @@ def _vcpus(text: str) -> int:
         raise HpvmError(f"-c takes a number of vCPUs, not '{text[:40]}'") from None
 
 
-def _label(text: str) -> str | None:
+def parse_label(text: str) -> str | None:
     """A free-text label: one line of printable text, at most 255 characters; '' is none."""
     check_text(text, "label (-l)", limit=LABEL_MAX)
     return text or None
 
 
-def _file_name(text: str) -> str:
+def parse_file_name(text: str) -> str:
     """A file to read (relative is fine): text only, within PATH_MAX."""
     return check_text(text, "--config", limit=PATH_MAX - 1)
 
 
-def _kernel(text: str) -> str:
+def parse_kernel(text: str) -> str:
     return check_path(text, "--kernel")
 
 
-def _initrd(text: str) -> str:
+def parse_initrd(text: str) -> str:
     return check_path(text, "--initrd")
 
 
-def _cmdline(text: str) -> str | None:
+def parse_cmdline(text: str) -> str | None:
     return check_text(text, "--cmdline") or None
 
 
-def _add_guest_options(parser: argparse.ArgumentParser, extensions: str = "") -> None:
-    parser.add_argument(
-        "-O", dest="os_type", type=_os_type, help="guest OS type (hpux, linux, ...)"
-    )
-    parser.add_argument("-c", dest="vcpus", type=_vcpus, help="number of vCPUs")
-    parser.add_argument("-r", dest="memory", type=parse_memory, help="memory, e.g. 512M or 4G")
-    parser.add_argument(
-        "-a",
-        dest="add",
-        action="append",
-        default=[],
-        metavar="RSRC",
-        help="add a resource statement (repeatable)",
-    )
-    parser.add_argument("-B", dest="boot_attr", type=_boot_attr, help="auto or manual start")
-    parser.add_argument("-l", dest="label", type=_label, help="free-text label")
-    ext = parser.add_argument_group("avio-kvm extensions (not HPVM)" + extensions)
-    ext.add_argument("--kernel", type=_kernel, help="boot this kernel directly")
-    ext.add_argument("--initrd", type=_initrd, help="initramfs for --kernel")
-    ext.add_argument("--cmdline", type=_cmdline, help="kernel command line for --kernel")
-    ext.add_argument("--virt-type", choices=("kvm", "qemu"), help="override the domain type")
+@dataclass(frozen=True)
+class Option:
+    """One guest option, read alike from a command line and from a config file."""
+
+    flag: str
+    dest: str
+    help: str
+    parse: Callable[[str], object] | None = None
+    choices: tuple[str, ...] | None = None
+    repeatable: bool = False  # `-a`: each one adds a statement
+    extension: bool = False  # an avio-kvm extension, not HPVM
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--connect", metavar="URI", help=CONNECT_HELP)
-    parser.add_argument(
-        "--print-xml", action="store_true", help="print the domain XML and change nothing"
-    )
+#: The guest options of `hpvmcreate` (and config files), in the order `--help` shows them.
+GUEST_OPTIONS = (
+    Option("-O", "os_type", "guest OS type (hpux, linux, ...)", parse_os_type),
+    Option("-c", "vcpus", "number of vCPUs", parse_vcpus),
+    Option("-r", "memory", "memory, e.g. 512M or 4G", parse_memory),
+    Option("-a", "add", "add a resource statement (repeatable)", repeatable=True),
+    Option("-B", "boot_attr", "auto or manual start", parse_boot_attr),
+    Option("-l", "label", "free-text label", parse_label),
+    Option("--kernel", "kernel", "boot this kernel directly", parse_kernel, extension=True),
+    Option("--initrd", "initrd", "initramfs for --kernel", parse_initrd, extension=True),
+    Option(
+        "--cmdline", "cmdline", "kernel command line for --kernel", parse_cmdline, extension=True
+    ),
+    Option(
+        "--virt-type",
+        "virt_type",
+        "override the domain type",
+        choices=("kvm", "qemu"),
+        extension=True,
+    ),
+)
+
+
+class OptionParser(argparse.ArgumentParser):
+    """argparse that raises `HpvmError` instead of printing usage and exiting."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise HpvmError(message)
+
+
+def add_guest_options(parser: argparse.ArgumentParser, extensions: str = "") -> None:
+    """`GUEST_OPTIONS` on `parser`; the extensions in a group titled with `extensions` added."""
+    group = parser.add_argument_group("avio-kvm extensions (not HPVM)" + extensions)
+    for option in GUEST_OPTIONS:
+        target = group if option.extension else parser
+        if option.repeatable:
+            target.add_argument(
+                option.flag,
+                dest=option.dest,
+                action="append",
+                default=[],
+                metavar="RSRC",
+                help=option.help,
+            )
+        else:
+            target.add_argument(
+                option.flag,
+                dest=option.dest,
+                type=option.parse,
+                choices=option.choices,
+                help=option.help,
+            )
 
 
 # Parsers are built once per process (argparse's setup dominates parsing time)
 # and only ever used through parse_args.
 @functools.cache
-def create_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="hpvmcreate", description="Create a guest from HPVM options.")
-    parser.add_argument("-P", dest="name", required=True, help="guest name")
-    _add_guest_options(parser)
-    parser.add_argument(
-        "-s",
-        dest="check_only",
-        action="store_true",
-        help="check the configuration only; create nothing",
-    )
-    parser.add_argument(
-        "--config",
-        metavar="FILE",
-        type=_file_name,
-        help="options from a guest config file (such as `hpvmstatus -P NAME -d` output), "
-        "read before the command line's",
-    )
-    _add_common(parser)
-    return parser
-
-
-@functools.cache
-def modify_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="hpvmmodify", description="Change a guest, live where it runs.")
-    parser.add_argument("-P", dest="name", required=True, help="guest name")
-    _add_guest_options(parser, "; accepted but ignored: set by hpvmcreate")
-    parser.add_argument(
-        "-d",
-        dest="delete",
-        action="append",
-        default=[],
-        metavar="RSRC",
-        help="delete a resource (repeatable)",
-    )
-    parser.add_argument(
-        "-m",
-        dest="modify",
-        action="append",
-        default=[],
-        metavar="RSRC",
-        help="modify a resource (repeatable)",
-    )
-    _add_common(parser)
-    return parser
-
-
-@functools.cache
 def _config_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="config", add_help=False)
+    parser = OptionParser(prog="config", add_help=False)
     parser.add_argument("-P", dest="name")
-    _add_guest_options(parser)
+    add_guest_options(parser)
     return parser
 
 

@@ -77,10 +77,15 @@ def _number(text: str) -> int | None:
     return int(text) if ASCII_NUMBER.fullmatch(text) and len(text) <= 6 else None
 
 
-def render_network(v: VSwitch) -> str:
-    """The libvirt network (bridge mode) that keeps a vswitch's definition."""
+def render_network(v: VSwitch, uuid: str | None = None) -> str:
+    """The libvirt network (bridge mode) that keeps a vswitch's definition.
+
+    `uuid`: the network's when it is defined already (a redefinition keeps it).
+    """
     net = etree.Element("network")
     etree.SubElement(net, "name").text = v.name
+    if uuid:
+        etree.SubElement(net, "uuid").text = uuid
     meta = etree.SubElement(
         etree.SubElement(net, "metadata"),
         f"{{{NS}}}vswitch",

@@ -8,13 +8,13 @@ import sys
 from pathlib import Path
 
 from agent.cli.common import default_uri
+from agent.cli.options import add_connect
 from agent.daemon.service import Agent, AgentOptions
-from translators.options import CONNECT_HELP
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="avio-agent", description=__doc__)
-    parser.add_argument("--connect", metavar="URI", help=CONNECT_HELP)
+    add_connect(parser)
     parser.add_argument(
         "--guests-dir",
         type=Path,

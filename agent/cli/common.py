@@ -106,13 +106,3 @@ def connect(uri_option: str | None):  # -> libvirt.virConnect
     from agent.connection import open_connection
 
     return open_connection(default_uri(uri_option))
-
-
-def simple_parser(prog: str, description: str):
-    """An argparse parser raising HpvmError, with -P and --connect."""
-    from translators.options import CONNECT_HELP, _Parser
-
-    parser = _Parser(prog=prog, description=description)
-    parser.add_argument("-P", dest="name", required=True, help="guest name")
-    parser.add_argument("--connect", metavar="URI", help=CONNECT_HELP)
-    return parser

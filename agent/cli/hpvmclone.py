@@ -14,24 +14,25 @@ import os
 import sys
 
 from agent.cli.common import EXIT_OK, connect, guest_locked, run, warn
+from agent.cli.options import command_parser
 from agent.errors import HostError
-from agent.guests.inventory import claims, config_guest, lookup, state_of
+from agent.guests.inventory import HostView, config_guest, lookup, state_of
 from agent.guests.lifecycle import define_guest, refuse_taken_name
 from agent.storage.copier import copy_backing
 from translators.clone import Copy, plan_clone
 from translators.errors import HpvmError, Warnings
 from translators.grammar import parse_statement
 from translators.model import StorageType
+from translators.options import parse_boot_attr
 from translators.validate import check_guest
 
 PROG = "hpvmclone"
 
 
 def parser():
-    from translators.options import CONNECT_HELP, _boot_attr, _Parser
-
-    p = _Parser(prog=PROG, description="Create a guest from another guest's configuration.")
-    p.add_argument("-P", dest="name", required=True, help="the guest to clone")
+    p = command_parser(
+        PROG, "Create a guest from another guest's configuration.", "the guest to clone"
+    )
     p.add_argument("-N", dest="new_name", required=True, help="the clone's name")
     for flag, dest, what in (
         ("-a", "add", "add a resource to the clone"),
@@ -40,8 +41,7 @@ def parser():
     ):
         p.add_argument(flag, dest=dest, action="append", default=[], metavar="RSRC", help=what)
     p.add_argument("-l", dest="label", help="the clone's label")
-    p.add_argument("-B", dest="boot_attr", type=_boot_attr, help="auto or manual start")
-    p.add_argument("--connect", metavar="URI", help=CONNECT_HELP)
+    p.add_argument("-B", dest="boot_attr", type=parse_boot_attr, help="auto or manual start")
     return p
 
 
@@ -100,7 +100,8 @@ def clone(argv: list[str]) -> int:
         autoboot,
     )
     refuse_taken_name(conn, new.name)
-    check_guest(new, claims(conn))  # shared storage, MACs, ports: before anything is copied
+    # shared storage, MACs, ports: before anything is copied (define_guest checks again after)
+    check_guest(new, HostView(conn).claims())
     for job in jobs:
         check_destination(job)
     if jobs and dom.isActive():

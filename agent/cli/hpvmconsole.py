@@ -22,7 +22,8 @@ from collections.abc import Iterator
 
 import libvirt
 
-from agent.cli.common import EXIT_OK, connect, run, simple_parser
+from agent.cli.common import EXIT_OK, connect, run
+from agent.cli.options import command_parser
 from agent.connection import libvirt_message
 from agent.errors import HostError
 from agent.guests.inventory import lookup, state_of
@@ -205,7 +206,7 @@ def command(conn, dom, name: str, word: str, interactive: bool) -> bool:
 
 
 def console(argv: list[str]) -> int:
-    parser = simple_parser(PROG, "The guest's virtual MP and serial console.")
+    parser = command_parser(PROG, "The guest's virtual MP and serial console.")
     parser.add_argument("-c", dest="command", metavar="CMD", help="run one vMP command, exit")
     parser.add_argument("-q", dest="quiet", action="store_true", help="no menu or banner")
     options = parser.parse_args(argv)

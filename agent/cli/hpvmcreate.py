@@ -6,11 +6,12 @@ import sys
 
 from agent.accel import detect_virt_type
 from agent.cli.common import EXIT_OK, connect, guest_locked, run, warn
+from agent.cli.options import create_parser
 from agent.safefile import read_config_bytes
 from agent.storage.backing import backing_size
 from translators.allocate import complete
 from translators.errors import Warnings
-from translators.options import config_argv, config_text, create_parser, guest_from_options
+from translators.options import config_argv, config_text, guest_from_options
 from translators.render import render_domain, to_string
 from translators.validate import check_guest, check_sizes
 

@@ -18,9 +18,10 @@ from urllib.parse import urlsplit
 import libvirt
 
 from agent.cli.common import EXIT_OK, connect, default_uri, guest_locked, run
+from agent.cli.options import add_flags, command_parser
 from agent.connection import libvirt_message, open_connection
 from agent.errors import HostError
-from agent.guests.inventory import guests_claims, lookup
+from agent.guests.inventory import HostView, lookup
 from agent.network import vswitch_store
 from translators.errors import HpvmError
 from translators.migration import NS, PREFIX, passthrough_devices, render_not_runnable
@@ -45,11 +46,6 @@ def data_uri(uri: str) -> str | None:
     return f"tcp://{host}" if host else None
 
 
-def target_claims(tconn: libvirt.virConnect) -> HostClaims:
-    """What the target's guests use: MACs, vswitch ports, storage (by path: it is remote)."""
-    return guests_claims(tconn, HostClaims())
-
-
 def check_target(dom: libvirt.virDomain, tconn: libvirt.virConnect, uri: str, name: str) -> None:
     """Everything the target must offer, checked before anything moves."""
     try:
@@ -66,8 +62,9 @@ def check_target(dom: libvirt.virDomain, tconn: libvirt.virConnect, uri: str, na
             "they cannot migrate; remove them first"
         )
     guest = read_domain(xml)
+    target = HostView(tconn)
     ours = {v.name for v in vswitch_store.all_vswitches(dom.connect())}
-    theirs = {v.name for v in vswitch_store.all_vswitches(tconn)}
+    theirs = {v.name for v in target.vswitches}
     for nic in guest.networks:
         if nic.vswitch in ours and nic.vswitch not in theirs:
             raise HostError(
@@ -76,19 +73,15 @@ def check_target(dom: libvirt.virDomain, tconn: libvirt.virConnect, uri: str, na
             )
     guest.name = name
     try:
-        check_guest(guest, target_claims(tconn))
+        # what the target's guests use: MACs, vswitch ports, storage (by path: it is remote)
+        check_guest(guest, target.guests_claims(HostClaims()))
     except HpvmError as err:
         raise HostError(f"Target VM Host error - {err}") from None
 
 
 def migrate(argv: list[str]) -> int:
-    from translators.options import CONNECT_HELP, _Parser
-
     # -h is the target host, as in HPVM: --help only.
-    parser = _Parser(prog=PROG, add_help=False, description="Move a guest to another host.")
-    parser.add_argument("--help", action="help", help="show this help and exit")
-    parser.add_argument("-P", dest="name", required=True, help="guest name")
-    parser.add_argument("--connect", metavar="URI", help=CONNECT_HELP)
+    parser = command_parser(PROG, "Move a guest to another host.", short_help=False)
     parser.add_argument(
         "-h",
         dest="host",
@@ -96,22 +89,13 @@ def migrate(argv: list[str]) -> int:
         metavar="HOST",
         help="target: a libvirt URI, or a host name (qemu+ssh://HOST/system)",
     )
-    parser.add_argument(
-        "-o", dest="online", action="store_true", help="online: the guest runs on while it moves"
-    )
-    parser.add_argument(
-        "-D",
-        dest="delete",
-        action="store_true",
-        help="remove the guest's definition from this host afterwards",
+    add_flags(
+        parser,
+        ("-o", "online", "online: the guest runs on while it moves"),
+        ("-D", "delete", "remove the guest's definition from this host afterwards"),
     )
     parser.add_argument("-N", dest="new_name", metavar="NAME", help="the guest's name there")
-    parser.add_argument(
-        "-F",
-        dest="force",
-        action="store_true",
-        help="accepted for HPVM scripts; no check is ever skipped",
-    )
+    add_flags(parser, ("-F", "force", "accepted for HPVM scripts; no check is ever skipped"))
     parser.add_argument(
         "--migrate-uri",
         metavar="URI",

@@ -6,23 +6,26 @@ import argparse
 import sys
 
 from agent.cli.common import EXIT_OK, connect, run
+from agent.cli.options import add_flags, command_parser
+from agent.guests.inventory import HostView
 from agent.network import netlink, vswitches
 from translators.errors import HpvmError
-from translators.options import CONNECT_HELP, _Parser
 from translators.vswitch import VSwitch, check_name, format_ports, format_switches, parse_port_vlan
 
 PROG = "hpvmnet"
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, add_help=False, description="Manage vswitches.")
-    p.add_argument("--help", action="help", help="show this help")
+    p = command_parser(PROG, "Manage vswitches.", None, short_help=False)
     p.add_argument("-S", dest="name", help="the vswitch")
     action = p.add_mutually_exclusive_group()
-    action.add_argument("-c", dest="create", action="store_true", help="create")
-    action.add_argument("-b", dest="boot", action="store_true", help="start (boot)")
-    action.add_argument("-h", dest="halt", action="store_true", help="halt")
-    action.add_argument("-d", dest="delete", action="store_true", help="delete")
+    add_flags(
+        action,
+        ("-c", "create", "create"),
+        ("-b", "boot", "start (boot)"),
+        ("-h", "halt", "halt"),
+        ("-d", "delete", "delete"),
+    )
     action.add_argument(
         "-u", dest="port_vlan", metavar="portid:N:vlanid:M", help="set a port's VLAN (M, or none)"
     )
@@ -32,14 +35,11 @@ def parser() -> argparse.ArgumentParser:
         metavar="IFACE",
         help="with -c: the host interface to use as uplink (HPVM's PPA)",
     )
-    p.add_argument(
-        "-F",
-        dest="force",
-        action="store_true",
-        help="halt/delete even while running guests use it; create/start with an uplink "
-        "that carries host addresses or routes",
+    force = (
+        "halt/delete even while running guests use it; create/start with an uplink "
+        "that carries host addresses or routes"
     )
-    p.add_argument("--connect", metavar="URI", help=CONNECT_HELP)
+    add_flags(p, ("-F", "force", force))
     return p
 
 
@@ -71,9 +71,9 @@ def check_host_traffic(uplink: str) -> None:
     )
 
 
-def create(conn, name: str, uplink: str | None, force: bool = False) -> None:
+def create(host: HostView, name: str, uplink: str | None, force: bool = False) -> None:
     check_name(name)
-    existing = vswitches.all_vswitches(conn)
+    existing = host.vswitches
     if any(v.name == name for v in existing):
         raise HpvmError(f"vswitch '{name}' already exists")
     if netlink.exists(name) and not netlink.is_bridge(name):
@@ -84,11 +84,11 @@ def create(conn, name: str, uplink: str | None, force: bool = False) -> None:
             check_host_traffic(uplink)
     used = {v.number for v in existing}
     number = next(n for n in range(1, len(used) + 2) if n not in used)
-    vswitches.save(conn, VSwitch(name, number, uplink))
+    vswitches.save(host.conn, VSwitch(name, number, uplink))
 
 
-def _refuse_if_busy(conn, name: str, force: bool, doing: str) -> None:
-    guests = vswitches.busy(conn, name)
+def _refuse_if_busy(host: HostView, name: str, force: bool, doing: str) -> None:
+    guests = vswitches.busy(host, name)
     if guests and not force:
         raise HpvmError(
             f"vswitch '{name}' is used by running guests {', '.join(guests)}; {doing} it with -F"
@@ -102,29 +102,30 @@ def net(argv: list[str]) -> int:
     if not options.name:
         if options.create or options.boot or options.halt or options.delete or options.port_vlan:
             raise HpvmError("-S NAME is needed")
-        conn = connect(options.connect)
-        rows = [vswitches.switch_row(v) for v in vswitches.all_vswitches(conn)]
+        host = HostView(connect(options.connect))
+        rows = [vswitches.switch_row(v) for v in host.vswitches]
         sys.stdout.write(format_switches(rows))
         return EXIT_OK
     port_vlan = parse_port_vlan(options.port_vlan) if options.port_vlan else None
-    conn = connect(options.connect)
+    host = HostView(connect(options.connect))
+    conn = host.conn
     if options.create:
-        create(conn, options.name, options.uplink, options.force)
+        create(host, options.name, options.uplink, options.force)
         return EXIT_OK
-    v = vswitches.get(conn, options.name)
+    v = host.existing_vswitch(options.name)
     if options.boot:
         if v.uplink and not options.force and netlink.master_of(v.uplink) != v.name:
             check_host_traffic(v.uplink)
-        vswitches.start(conn, v)
+        vswitches.start(host, v)
         v.up = True
         vswitches.save(conn, v)
     elif options.halt:
-        _refuse_if_busy(conn, v.name, options.force, "halt")
+        _refuse_if_busy(host, v.name, options.force, "halt")
         netlink.set_down(v.name)
         v.up = False
         vswitches.save(conn, v)
     elif options.delete:
-        _refuse_if_busy(conn, v.name, options.force, "delete")
+        _refuse_if_busy(host, v.name, options.force, "delete")
         if v.uplink:
             netlink.release(v.uplink)
         netlink.delete(v.name)
@@ -136,11 +137,11 @@ def net(argv: list[str]) -> int:
         else:
             v.vlans[port] = vlan
         vswitches.save(conn, v)
-        vswitches.apply_vlans(conn, v)
+        vswitches.apply_vlans(host, v)
     else:
         sys.stdout.write(format_switches([vswitches.switch_row(v)]))
         sys.stdout.write("\n")
-        sys.stdout.write(format_ports(vswitches.port_rows(conn, v)))
+        sys.stdout.write(format_ports(vswitches.port_rows(host, v)))
     return EXIT_OK
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import libvirt
 
-from agent.cli.common import EXIT_OK, connect, guest_locked, run, simple_parser
+from agent.cli.common import EXIT_OK, connect, guest_locked, run
+from agent.cli.options import command_parser
 from agent.connection import libvirt_message
 from agent.errors import HostError
 from agent.guests.inventory import lookup
@@ -60,7 +61,7 @@ def retire_config(guests_dir: Path, name: str) -> Path | None:
 
 
 def remove(argv: list[str]) -> int:
-    parser = simple_parser(PROG, "Remove a guest (its storage is kept).")
+    parser = command_parser(PROG, "Remove a guest (its storage is kept).")
     parser.add_argument(
         "-F",
         dest="force",

@@ -5,9 +5,8 @@ from __future__ import annotations
 import sys
 
 from agent.cli.common import EXIT_OK, connect, run
-from agent.guests.inventory import Entry, entries, live_guest, lookup
-from translators.model import Guest
-from translators.options import CONNECT_HELP, _Parser
+from agent.cli.options import add_flags, command_parser
+from agent.guests.inventory import Entry, HostView, lookup
 from translators.status import (
     GuestStatus,
     format_details,
@@ -22,8 +21,7 @@ MACHINE_FIELDS = 21
 
 
 def _status(entry: Entry, numbers: dict[str, int]) -> GuestStatus:
-    guest: Guest = live_guest(entry.dom) if entry.active else entry.guest
-    return GuestStatus(guest, numbers[entry.guest.name], entry.state)
+    return GuestStatus(entry.current, numbers[entry.guest.name], entry.state)
 
 
 def _numbers(all_entries: list[Entry]) -> dict[str, int]:
@@ -56,22 +54,18 @@ def machine_line(status: GuestStatus, entry: Entry) -> str:
 
 
 def status(argv: list[str]) -> int:
-    parser = _Parser(prog=PROG, description="Show guests in HPVM's layouts.")
-    parser.add_argument("-P", dest="name", help="one guest")
-    parser.add_argument(
-        "-V", dest="verbose", action="store_true", help="with -P: verbose device blocks"
+    parser = command_parser(
+        PROG, "Show guests in HPVM's layouts.", "one guest", guest_required=False
     )
-    parser.add_argument(
-        "-d",
-        dest="statements",
-        action="store_true",
-        help="with -P: the guest's resource statements (a valid config file)",
+    add_flags(
+        parser,
+        ("-V", "verbose", "with -P: verbose device blocks"),
+        ("-d", "statements", "with -P: the guest's resource statements (a valid config file)"),
+        ("-M", "machine", "machine-readable"),
     )
-    parser.add_argument("-M", dest="machine", action="store_true", help="machine-readable")
-    parser.add_argument("--connect", metavar="URI", help=CONNECT_HELP)
     options = parser.parse_args(argv)
     conn = connect(options.connect)
-    all_entries = entries(conn)
+    all_entries = HostView(conn).entries
     numbers = _numbers(all_entries)
     if options.name:
         lookup(conn, options.name)

@@ -7,7 +7,8 @@ import time
 
 import libvirt
 
-from agent.cli.common import EXIT_OK, connect, run, simple_parser
+from agent.cli.common import EXIT_OK, connect, run
+from agent.cli.options import command_parser
 from agent.connection import libvirt_message
 from agent.errors import HostError
 from agent.guests.inventory import lookup
@@ -16,7 +17,7 @@ PROG = "hpvmstop"
 
 
 def stop(argv: list[str]) -> int:
-    parser = simple_parser(PROG, "Stop a guest.")
+    parser = command_parser(PROG, "Stop a guest.")
     parser.add_argument(
         "-g", dest="graceful", action="store_true", help="graceful shutdown (the default)"
     )

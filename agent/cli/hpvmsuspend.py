@@ -12,7 +12,8 @@ import time
 
 import libvirt
 
-from agent.cli.common import EXIT_OK, connect, guest_locked, run, simple_parser
+from agent.cli.common import EXIT_OK, connect, guest_locked, run
+from agent.cli.options import command_parser
 from agent.connection import libvirt_message
 from agent.errors import HostError
 from agent.guests.inventory import lookup
@@ -21,7 +22,7 @@ PROG = "hpvmsuspend"
 
 
 def suspend(argv: list[str]) -> int:
-    options = simple_parser(PROG, "Suspend a running guest to disk.").parse_args(argv)
+    options = command_parser(PROG, "Suspend a running guest to disk.").parse_args(argv)
     conn = connect(options.connect)
     dom = lookup(conn, options.name)
     if not dom.isActive():

@@ -11,6 +11,7 @@ from agent.daemon import metrics
 from agent.daemon.index import running_domain
 from agent.daemon.sources import Put
 from agent.daemon.work import ApplyPorts, ReconcileGuest, Replug, ResizeDisks
+from agent.guests.inventory import HostView
 from agent.network import vswitches
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ class LibvirtHandlers:
         dom = running_domain(self.agent.conn, work.guest)
         if dom is None:
             return
-        vswitches.apply_guest(self.agent.conn, dom)
+        vswitches.apply_guest(HostView(self.agent.conn), dom)
         self.agent.offer(Replug(work.guest))
         self.agent.offer(ResizeDisks(work.guest))
 
@@ -78,4 +79,4 @@ class LibvirtHandlers:
         """A NIC was plugged (by anyone): every NIC of the guest gets its port's VLAN rule."""
         dom = running_domain(self.agent.conn, work.guest)
         if dom is not None:
-            vswitches.apply_guest(self.agent.conn, dom)
+            vswitches.apply_guest(HostView(self.agent.conn), dom)

@@ -58,6 +58,7 @@ from agent.daemon.work import (
 )
 from agent.daemon.workers import GuestWorkers
 from agent.errors import HostError
+from agent.guests.inventory import HostView
 from agent.guests.locks import guest_lock
 from agent.network import vswitches
 from translators.errors import HpvmError
@@ -366,9 +367,10 @@ class Agent:
         """
         start = time.monotonic()
         metrics.RECONCILES.labels(reason).inc()
-        for v in vswitches.all_vswitches(self.conn):
+        host = HostView(self.conn)
+        for v in host.vswitches:
             if v.up:  # restores the bridges after a host reboot
-                self._guarded(vswitches.start, self.conn, v)
+                self._guarded(vswitches.start, host, v)
         for path in self.configs.paths():
             self._dispatch(ApplyConfig(path.stem, path))
         for dom in self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
 import libvirt
 
+from agent.network.vswitch_store import all_vswitches
 from agent.storage.hostcheck import backing_key
 from translators.errors import HpvmError
-from translators.model import Guest, StorageType
+from translators.model import Guest, NetworkDevice, StorageType
 from translators.readback import read_domain
 from translators.validate import HostClaims
+from translators.vswitch import VSwitch
 
 STATES = {
     libvirt.VIR_DOMAIN_RUNNING: "On (OS)",
@@ -35,6 +38,16 @@ class Entry:
     @property
     def state(self) -> str:
         return state_of(self.dom)
+
+    @functools.cached_property
+    def live_xml(self) -> str:
+        """The running domain's XML, read once."""
+        return self.dom.XMLDesc(0)
+
+    @property
+    def current(self) -> Guest:
+        """The guest as it runs (its configuration when it does not)."""
+        return read_domain(self.live_xml) if self.active else self.guest
 
 
 def state_of(dom: libvirt.virDomain) -> str:
@@ -71,10 +84,6 @@ def config_guest(dom: libvirt.virDomain) -> Guest:
     return read_domain(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
 
 
-def live_guest(dom: libvirt.virDomain) -> Guest:
-    return read_domain(dom.XMLDesc(0))
-
-
 def entries(conn: libvirt.virConnect) -> list[Entry]:
     """Every persistent guest, ordered by VM number then name."""
     found = []
@@ -98,34 +107,64 @@ def host_macs() -> dict[str, str]:
     return macs
 
 
-def claims(conn: libvirt.virConnect, exclude: str | None = None) -> HostClaims:
-    """MACs, backing stores and vswitch ports used by other guests and the host."""
-    return guests_claims(conn, HostClaims(macs=host_macs(), key=backing_key), exclude)
+class HostView:
+    """What one command (or agent event) sees of a host: its guests and vswitches.
 
+    Each part is read from libvirt once, when first asked for, and then kept:
+    a change made through libvirt meanwhile shows in a new view only.
+    """
 
-def guests_claims(
-    conn: libvirt.virConnect, result: HostClaims, exclude: str | None = None
-) -> HostClaims:
-    """`result` with what the guests of `conn` (but `exclude`) use added, keyed by its key."""
-    from agent.network.vswitch_store import local_vswitches
+    def __init__(self, conn: libvirt.virConnect) -> None:
+        self.conn = conn
 
-    result.local_vswitches = local_vswitches(conn)
-    for entry in entries(conn):
-        guest = entry.guest
-        if guest.name == exclude:
-            continue
-        for dev in guest.storage:
-            if dev.storage is not StorageType.NULL:
-                result.backings[result.key(dev.location)] = guest.name
-        for nic in guest.networks:
-            if nic.mac:
-                result.macs[nic.mac] = f"guest {guest.name}"
-            if nic.portid is not None:
-                result.ports.setdefault(nic.vswitch, {})[nic.portid] = guest.name
-    return result
+    @functools.cached_property
+    def entries(self) -> list[Entry]:
+        """Every persistent guest, ordered by VM number then name."""
+        return entries(self.conn)
 
+    @functools.cached_property
+    def vswitches(self) -> list[VSwitch]:
+        """Every vswitch (hpvmnet), in number order."""
+        return all_vswitches(self.conn)
 
-def next_number(conn: libvirt.virConnect) -> int:
-    """The lowest VM number no guest has."""
-    used = {e.guest.number for e in entries(conn)}
-    return next(n for n in range(1, len(used) + 2) if n not in used)
+    def vswitch(self, name: str) -> VSwitch | None:
+        return next((v for v in self.vswitches if v.name == name), None)
+
+    def existing_vswitch(self, name: str) -> VSwitch:
+        """The vswitch called `name`, or an input error naming it."""
+        v = self.vswitch(name)
+        if v is None:
+            raise HpvmError(f"no vswitch named '{name}'")
+        return v
+
+    def on_vswitches(self, nics: list[NetworkDevice]) -> bool:
+        """Is any of these NICs on a vswitch defined with hpvmnet?"""
+        names = {v.name for v in self.vswitches}
+        return any(nic.vswitch in names for nic in nics)
+
+    def claims(self, exclude: str | None = None) -> HostClaims:
+        """MACs, backing stores and vswitch ports used by other guests and the host."""
+        return self.guests_claims(HostClaims(macs=host_macs(), key=backing_key), exclude)
+
+    def guests_claims(self, result: HostClaims, exclude: str | None = None) -> HostClaims:
+        """`result` with what the guests (but `exclude`) use added, keyed by its key."""
+        # vswitches with no uplink (like HPVM's localnet) take VIO lan only
+        result.local_vswitches = {v.name for v in self.vswitches if not v.uplink}
+        for entry in self.entries:
+            guest = entry.guest
+            if guest.name == exclude:
+                continue
+            for dev in guest.storage:
+                if dev.storage is not StorageType.NULL:
+                    result.backings[result.key(dev.location)] = guest.name
+            for nic in guest.networks:
+                if nic.mac:
+                    result.macs[nic.mac] = f"guest {guest.name}"
+                if nic.portid is not None:
+                    result.ports.setdefault(nic.vswitch, {})[nic.portid] = guest.name
+        return result
+
+    def next_number(self) -> int:
+        """The lowest VM number no guest has."""
+        used = {e.guest.number for e in self.entries}
+        return next(n for n in range(1, len(used) + 2) if n not in used)

@@ -9,8 +9,7 @@ import libvirt
 from agent.connection import libvirt_message
 from agent.errors import HostError
 from agent.guests.apply import Applier
-from agent.guests.inventory import claims, config_guest, next_number
-from agent.network import vswitch_store
+from agent.guests.inventory import HostView, config_guest
 from agent.storage.backing import backing_size
 from agent.storage.hostcheck import check_backing
 from translators.allocate import complete
@@ -30,16 +29,19 @@ def refuse_taken_name(conn: libvirt.virConnect, name: str) -> None:
     raise HpvmError(f"guest '{name}' already exists")
 
 
-def define_guest(conn: libvirt.virConnect, guest: Guest, virt_type: str) -> libvirt.virDomain:
+def define_guest(
+    conn: libvirt.virConnect, guest: Guest, virt_type: str, host: HostView | None = None
+) -> libvirt.virDomain:
     """Check `guest` against the host (claims, backing stores) and define it in libvirt."""
+    host = host or HostView(conn)
     refuse_taken_name(conn, guest.name)
-    host_claims = claims(conn)
+    host_claims = host.claims()
     check_guest(guest, host_claims)
     guest = complete(guest, host_claims)
     for dev in guest.storage:
         check_backing(dev)
     check_sizes(guest, backing_size)
-    guest.number = next_number(conn)
+    guest.number = host.next_number()
     try:
         dom = conn.defineXML(to_string(render_domain(guest, virt_type)))
         dom.setAutostart(1 if guest.autoboot else 0)
@@ -54,10 +56,12 @@ def plan_devices(
     add: list[Device],
     delete: list[Device],
     change: list[Device],
+    host: HostView | None = None,
 ) -> tuple[Guest, Guest, list[Change]]:
     """(before, after, changes) for a device change, checked against the host."""
+    host = host or HostView(conn)
     before = config_guest(dom)
-    after, changes = plan_modify(before, add, delete, change, claims(conn, exclude=before.name))
+    after, changes = plan_modify(before, add, delete, change, host.claims(exclude=before.name))
     for item in changes:
         if item.action is not Action.DETACH and item.device.HOST_BACKED:
             check_backing(item.device)  # type: ignore[arg-type]
@@ -70,32 +74,43 @@ def change_devices(
     add: list[Device],
     delete: list[Device],
     change: list[Device] | None = None,
+    host: HostView | None = None,
 ) -> list[Change]:
     """Plan, check and apply a device change (live and persistent where it runs).
 
     The one path of `hpvmmodify` and the agent: the Applier, then the vswitch
     port rules of NICs plugged (before their link is up) or moved.
     """
-    _, after, changes = plan_devices(conn, dom, add, delete, change or [])
+    host = host or HostView(conn)
+    _, after, changes = plan_devices(conn, dom, add, delete, change or [], host)
     if changes:
-        Applier(conn, dom, port_rule(conn, dom, changes)).apply(changes, after)
-        refresh_vlans(conn, dom, changes)
+        Applier(conn, dom, port_rule(conn, dom, changes, host)).apply(changes, after)
+        refresh_vlans(conn, dom, changes, host)
     return changes
 
 
 def port_rule(
-    conn: libvirt.virConnect, dom: libvirt.virDomain, changes: list[Change]
+    conn: libvirt.virConnect,
+    dom: libvirt.virDomain,
+    changes: list[Change],
+    host: HostView | None = None,
 ) -> Callable[[Device], None] | None:
     """For an Applier: sets a plugged NIC's port rule, when NICs go onto hpvmnet vswitches."""
     plugged = [c.device for c in changes if c.action is Action.ATTACH and c.device.ON_VSWITCH]
-    if not plugged or not dom.isActive() or not vswitch_store.managed(conn, plugged):
+    host = host or HostView(conn)
+    if not plugged or not dom.isActive() or not host.on_vswitches(plugged):
         return None
     from agent.network import vswitches  # netlink (pyroute2) only when needed
 
-    return lambda nic: vswitches.apply_nic(conn, dom, nic)
+    return lambda nic: vswitches.apply_nic(host, dom, nic)
 
 
-def refresh_vlans(conn: libvirt.virConnect, dom: libvirt.virDomain, changes: list[Change]) -> None:
+def refresh_vlans(
+    conn: libvirt.virConnect,
+    dom: libvirt.virDomain,
+    changes: list[Change],
+    host: HostView | None = None,
+) -> None:
     """NICs moved on a running guest: their vswitch ports' rules.
 
     A NIC moved onto a bridge that is not an hpvmnet vswitch loses its rule.
@@ -104,17 +119,20 @@ def refresh_vlans(conn: libvirt.virConnect, dom: libvirt.virDomain, changes: lis
     moved = [c.device for c in changes if c.action is Action.UPDATE and c.device.ON_VSWITCH]
     if not moved or not dom.isActive():
         return
-    managed = {v.name for v in vswitch_store.all_vswitches(conn)}
+    host = host or HostView(conn)
+    managed = {v.name for v in host.vswitches}
     off = [nic for nic in moved if nic.vswitch not in managed]
     from agent.network import vswitches  # netlink (pyroute2) only when needed
 
     if len(off) < len(moved):
-        vswitches.apply_guest(conn, dom)
+        vswitches.apply_guest(host, dom)
     for nic in off:
         vswitches.release_nic(dom, nic)
 
 
-def start_guest(conn: libvirt.virConnect, dom: libvirt.virDomain) -> None:
+def start_guest(
+    conn: libvirt.virConnect, dom: libvirt.virDomain, host: HostView | None = None
+) -> None:
     """Start a defined guest, or resume a suspended one (libvirt restores its saved state).
 
     Refused when the guest was migrated away or its storage is not safe to hand it
@@ -128,19 +146,21 @@ def start_guest(conn: libvirt.virConnect, dom: libvirt.virDomain) -> None:
     reason = not_runnable(dom)
     if reason:
         raise HostError(f"guest '{dom.name()}' is not runnable here: {reason}")
-    nics = config_guest(dom).networks
-    startcheck.check_start(conn, dom)  # storage as it is now (the hook checks virsh start)
+    host = host or HostView(conn)
+    guest = config_guest(dom)
+    nics = guest.networks
+    startcheck.check_start(host, guest)  # storage as it is now (the hook checks virsh start)
     saved = dom.hasManagedSaveImage(0)
     try:
-        if not vswitch_store.managed(conn, nics):
+        if not host.on_vswitches(nics):
             dom.create()
             return
         from agent.network import vswitches  # pyroute2 only for guests on hpvmnet vswitches
 
-        vswitches.prepare_guest(conn, nics)
+        vswitches.prepare_guest(host, nics)
         dom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED)
         try:
-            vswitches.apply_guest(conn, dom)
+            vswitches.apply_guest(host, dom)
         except HostError:
             if saved:
                 dom.managedSave(0)

@@ -66,18 +66,20 @@ def ensure_bridge(name: str) -> None:
             raise HostError(f"cannot create bridge {name}: {err.args[1]}") from None
 
 
-def set_down(name: str) -> None:
+def _link_if_present(name: str, command: str, **attributes: object) -> None:
+    """`ip link COMMAND` on interface `name`; nothing when it does not exist."""
     with route_socket() as ipr:
         index = _index(ipr, name)
         if index is not None:
-            ipr.link("set", index=index, state="down")
+            ipr.link(command, index=index, **attributes)
+
+
+def set_down(name: str) -> None:
+    _link_if_present(name, "set", state="down")
 
 
 def delete(name: str) -> None:
-    with route_socket() as ipr:
-        index = _index(ipr, name)
-        if index is not None:
-            ipr.link("del", index=index)
+    _link_if_present(name, "del")
 
 
 def master_of(name: str) -> str | None:
@@ -110,10 +112,7 @@ def enslave(uplink: str, bridge: str) -> None:
 
 
 def release(uplink: str) -> None:
-    with route_socket() as ipr:
-        port = _index(ipr, uplink)
-        if port is not None:
-            ipr.link("set", index=port, master=0)
+    _link_if_present(uplink, "set", master=0)
 
 
 AF_INET, AF_INET6 = 2, 10

@@ -10,14 +10,14 @@ from dataclasses import dataclass
 import libvirt
 
 from agent.errors import HostError
-from agent.guests.inventory import entries, live_guest
+from agent.guests.inventory import HostView
 from agent.network import netlink, portfilter
-from agent.network.vswitch_store import all_vswitches, find, get, local_vswitches, save, undefine
+from agent.network.vswitch_store import all_vswitches, save, undefine
 from translators.model import NetworkDevice
 from translators.readback import interface_taps
 from translators.vswitch import PortRow, SwitchRow, VSwitch, port_rules
 
-__all__ = ["all_vswitches", "find", "get", "local_vswitches", "save", "undefine"]
+__all__ = ["all_vswitches", "save", "undefine"]
 
 
 @dataclass
@@ -30,35 +30,35 @@ class Port:
     tap: str | None  # the host side of a running guest's NIC
 
 
-def ports(conn: libvirt.virConnect, name: str) -> list[Port]:
+def ports(host: HostView, name: str) -> list[Port]:
     """Every guest NIC on vswitch `name`, running or not."""
     found = []
-    for entry in entries(conn):
-        guest = live_guest(entry.dom) if entry.active else entry.guest
-        taps = interface_taps(entry.dom.XMLDesc(0)) if entry.active else {}
+    for entry in host.entries:
+        guest = entry.current
+        taps = interface_taps(entry.live_xml) if entry.active else {}
         for nic in guest.networks:
             if nic.vswitch == name:
                 found.append(Port(guest.name, entry.active, nic, taps.get(nic.mac or "")))
     return found
 
 
-def busy(conn: libvirt.virConnect, name: str) -> list[str]:
-    return sorted({p.guest for p in ports(conn, name) if p.running})
+def busy(host: HostView, name: str) -> list[str]:
+    return sorted({p.guest for p in ports(host, name) if p.running})
 
 
-def start(conn: libvirt.virConnect, v: VSwitch) -> None:
+def start(host: HostView, v: VSwitch) -> None:
     """Bridge up, uplink in, port VLAN rules applied."""
     netlink.ensure_bridge(v.name)
     if v.uplink:
         netlink.enslave(v.uplink, v.name)
-    apply_vlans(conn, v)
+    apply_vlans(host, v)
 
 
-def apply_vlans(conn: libvirt.virConnect, v: VSwitch) -> None:
+def apply_vlans(host: HostView, v: VSwitch) -> None:
     """Each running guest's tap gets its port's VLAN rule; the uplink carries all VLANs."""
     if not netlink.exists(v.name):
         return
-    for port in ports(conn, v.name):
+    for port in ports(host, v.name):
         if port.tap:
             portfilter.ensure(port.tap, v.vlan_of(port.nic.portid))
 
@@ -67,9 +67,9 @@ def _tap_of(dom: libvirt.virDomain, nic: NetworkDevice) -> str | None:
     return interface_taps(dom.XMLDesc(0)).get((nic.mac or "").lower())
 
 
-def apply_nic(conn: libvirt.virConnect, dom: libvirt.virDomain, nic: NetworkDevice) -> None:
+def apply_nic(host: HostView, dom: libvirt.virDomain, nic: NetworkDevice) -> None:
     """One NIC of a running guest gets its port's rule (`nic` as planned: port id known)."""
-    v = find(conn, nic.vswitch)
+    v = host.vswitch(nic.vswitch)
     if v is None:
         return
     tap = _tap_of(dom, nic)
@@ -85,17 +85,17 @@ def release_nic(dom: libvirt.virDomain, nic: NetworkDevice) -> None:
         portfilter.remove(tap)
 
 
-def prepare_guest(conn: libvirt.virConnect, nics: list[NetworkDevice]) -> None:
+def prepare_guest(host: HostView, nics: list[NetworkDevice]) -> None:
     """Before a guest starts: every vswitch it uses that we manage has its bridge up."""
     for name in {nic.vswitch for nic in nics}:
-        v = find(conn, name)
+        v = host.vswitch(name)
         if v is not None and not netlink.exists(v.name):
-            start(conn, v)
+            start(host, v)
 
 
-def apply_guest(conn: libvirt.virConnect, dom: libvirt.virDomain) -> None:
+def apply_guest(host: HostView, dom: libvirt.virDomain) -> None:
     """A running guest's NICs on hpvmnet vswitches get their ports' rules (as the hook does)."""
-    by_name = {v.name: v for v in all_vswitches(conn)}
+    by_name = {v.name: v for v in host.vswitches}
     for rule in port_rules(dom.XMLDesc(0), by_name):
         portfilter.ensure(rule.tap, rule.vlan)
 
@@ -107,9 +107,9 @@ def switch_row(v: VSwitch) -> SwitchRow:
     return SwitchRow(v, state, mac, ip)
 
 
-def port_rows(conn: libvirt.virConnect, v: VSwitch) -> list[PortRow]:
+def port_rows(host: HostView, v: VSwitch) -> list[PortRow]:
     by_port: dict[int, list[Port]] = {}
-    for port in ports(conn, v.name):
+    for port in ports(host, v.name):
         if port.nic.portid is not None:
             by_port.setdefault(port.nic.portid, []).append(port)
     rows = []

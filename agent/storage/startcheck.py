@@ -23,6 +23,8 @@ from translators.validate import HostClaims, check_backings
 if TYPE_CHECKING:  # the hook imports this module and must not need libvirt
     import libvirt
 
+    from agent.guests.inventory import HostView
+
 #: Where libvirt keeps its qemu domains: definitions, and the running ones' status.
 DOMAIN_DIRS = (Path("/etc/libvirt/qemu"), Path("/run/libvirt/qemu"))
 
@@ -40,23 +42,20 @@ def check_storage_now(
     check_backings(guest, others)
 
 
-def check_start(conn: libvirt.virConnect, dom: libvirt.virDomain) -> None:
+def check_start(host: HostView, guest: Guest) -> None:
     """Before `hpvmstart` starts a guest: its definition's storage, checked now."""
-    from agent.guests.inventory import claims, config_guest
-
-    guest = config_guest(dom)
-    check_storage_now(guest, claims(conn, exclude=guest.name))
+    check_storage_now(guest, host.claims(exclude=guest.name))
 
 
 def check_replug(conn: libvirt.virConnect, dom: libvirt.virDomain, location: str) -> None:
     """Before the agent plugs a returning block device back into a running guest."""
-    from agent.guests.inventory import claims, config_guest
+    from agent.guests.inventory import HostView, config_guest
 
     guest = config_guest(dom)
     devices = [d for d in guest.storage if d.location == location]
     if not devices:  # not in the definition any more: checked as a plain disk
         devices = [StorageDevice(DeviceType.DISK, Adapter.AVIO_STOR, StorageType.DISK, location)]
-    check_storage_now(guest, claims(conn, exclude=guest.name), only=devices)
+    check_storage_now(guest, HostView(conn).claims(exclude=guest.name), only=devices)
 
 
 def claims_from_files(directories: Iterable[Path], exclude: str) -> HostClaims:
