@@ -6,6 +6,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from agent.errors import HostError
 from translators.errors import HpvmError
@@ -28,6 +29,15 @@ def warn(prog: str, messages: Sequence[str]) -> None:
 
 def fail(prog: str, message: str) -> None:
     print(f"{prog}: error: {one_line(message)}", file=sys.stderr)
+
+
+def entry_point(prog: str, command: Callable[[list[str]], int]) -> Callable[[], NoReturn]:
+    """A console script's `main`: runs `command` on sys.argv and exits with its status."""
+
+    def main() -> NoReturn:
+        sys.exit(run(prog, command))
+
+    return main
 
 
 def run(prog: str, main: Callable[[list[str]], int], argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 
-from agent.cli.common import EXIT_OK, connect, guest_locked, run, warn
+from agent.cli.common import EXIT_OK, connect, entry_point, guest_locked, warn
 from agent.cli.options import command_parser
 from agent.errors import HostError
 from agent.guests.inventory import HostView, config_guest, lookup, state_of
@@ -138,6 +138,4 @@ def clone(argv: list[str]) -> int:
 
 COMMAND = guest_locked(clone)
 
-
-def main() -> None:
-    sys.exit(run(PROG, COMMAND))
+main = entry_point(PROG, COMMAND)

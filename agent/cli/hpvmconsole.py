@@ -22,7 +22,7 @@ from collections.abc import Iterator
 
 import libvirt
 
-from agent.cli.common import EXIT_OK, connect, run
+from agent.cli.common import EXIT_OK, connect, entry_point
 from agent.cli.options import command_parser
 from agent.connection import libvirt_message
 from agent.errors import HostError
@@ -235,6 +235,4 @@ def console(argv: list[str]) -> int:
 
 COMMAND = console
 
-
-def main() -> None:
-    sys.exit(run(PROG, COMMAND))
+main = entry_point(PROG, COMMAND)

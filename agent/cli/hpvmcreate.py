@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from agent.accel import detect_virt_type
-from agent.cli.common import EXIT_OK, connect, guest_locked, run, warn
+from agent.cli.common import EXIT_OK, connect, entry_point, guest_locked, warn
 from agent.cli.options import create_parser
 from agent.safefile import read_config_bytes
 from agent.storage.backing import backing_size
@@ -52,6 +52,4 @@ def create(argv: list[str]) -> int:
 
 COMMAND = guest_locked(create)
 
-
-def main() -> None:
-    sys.exit(run(PROG, COMMAND))
+main = entry_point(PROG, COMMAND)

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import libvirt
 
-from agent.cli.common import EXIT_OK, connect, default_uri, guest_locked, run
+from agent.cli.common import EXIT_OK, connect, default_uri, entry_point, guest_locked
 from agent.cli.options import add_flags, command_parser
 from agent.connection import libvirt_message, open_connection
 from agent.errors import HostError
@@ -170,6 +170,4 @@ def migrate(argv: list[str]) -> int:
 
 COMMAND = guest_locked(migrate)
 
-
-def main() -> None:
-    sys.exit(run(PROG, COMMAND))
+main = entry_point(PROG, COMMAND)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from agent.cli.common import EXIT_OK, connect, guest_locked, run, warn
+from agent.cli.common import EXIT_OK, connect, entry_point, guest_locked, warn
 from agent.cli.options import modify_parser
 from agent.guests.inventory import HostView, lookup
 from agent.guests.lifecycle import change_devices, plan_devices
@@ -45,6 +45,4 @@ def modify(argv: list[str]) -> int:
 
 COMMAND = guest_locked(modify)
 
-
-def main() -> None:
-    sys.exit(run(PROG, COMMAND))
+main = entry_point(PROG, COMMAND)

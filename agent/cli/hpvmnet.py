@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from agent.cli.common import EXIT_OK, connect, run
+from agent.cli.common import EXIT_OK, connect, entry_point
 from agent.cli.options import add_flags, command_parser
 from agent.guests.inventory import HostView
 from agent.network import netlink, vswitches
@@ -147,6 +147,4 @@ def net(argv: list[str]) -> int:
 
 COMMAND = net
 
-
-def main() -> None:
-    sys.exit(run(PROG, COMMAND))
+main = entry_point(PROG, COMMAND)

@@ -10,12 +10,11 @@ ignores, so the agent does not define the guest again.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import libvirt
 
-from agent.cli.common import EXIT_OK, connect, guest_locked, run
+from agent.cli.common import EXIT_OK, connect, entry_point, guest_locked
 from agent.cli.options import command_parser
 from agent.connection import libvirt_message
 from agent.errors import HostError
@@ -108,6 +107,4 @@ def remove(argv: list[str]) -> int:
 
 COMMAND = guest_locked(remove)
 
-
-def main() -> None:
-    sys.exit(run(PROG, COMMAND))
+main = entry_point(PROG, COMMAND)

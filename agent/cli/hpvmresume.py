@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import sys
 import time
 
-from agent.cli.common import EXIT_OK, guest_locked, run
+from agent.cli.common import EXIT_OK, entry_point, guest_locked
 from agent.cli.hpvmstart import stopped_guest
 from agent.errors import HostError
 from agent.guests.lifecycle import start_guest
@@ -26,6 +25,4 @@ def resume(argv: list[str]) -> int:
 
 COMMAND = guest_locked(resume)
 
-
-def main() -> None:
-    sys.exit(run(PROG, COMMAND))
+main = entry_point(PROG, COMMAND)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import libvirt
 
-from agent.cli.common import EXIT_OK, connect, guest_locked, run
+from agent.cli.common import EXIT_OK, connect, entry_point, guest_locked
 from agent.cli.options import command_parser
 from agent.errors import HostError
 from agent.guests.inventory import lookup
@@ -36,6 +34,4 @@ def start(argv: list[str]) -> int:
 
 COMMAND = guest_locked(start)
 
-
-def main() -> None:
-    sys.exit(run(PROG, COMMAND))
+main = entry_point(PROG, COMMAND)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from agent.cli.common import EXIT_OK, connect, run
+from agent.cli.common import EXIT_OK, connect, entry_point
 from agent.cli.options import add_flags, command_parser
 from agent.guests.inventory import Entry, HostView, lookup
 from translators.status import (
@@ -89,6 +89,4 @@ def status(argv: list[str]) -> int:
 
 COMMAND = status
 
-
-def main() -> None:
-    sys.exit(run(PROG, COMMAND))
+main = entry_point(PROG, COMMAND)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 import time
 
 import libvirt
 
-from agent.cli.common import EXIT_OK, connect, run
+from agent.cli.common import EXIT_OK, connect, entry_point
 from agent.cli.options import command_parser
 from agent.connection import libvirt_message
 from agent.errors import HostError
@@ -55,6 +54,4 @@ def stop(argv: list[str]) -> int:
 
 COMMAND = stop
 
-
-def main() -> None:
-    sys.exit(run(PROG, COMMAND))
+main = entry_point(PROG, COMMAND)

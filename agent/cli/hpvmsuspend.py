@@ -7,12 +7,11 @@ hpvmstart) resumes it where it stopped, uptime and all.
 
 from __future__ import annotations
 
-import sys
 import time
 
 import libvirt
 
-from agent.cli.common import EXIT_OK, connect, guest_locked, run
+from agent.cli.common import EXIT_OK, connect, entry_point, guest_locked
 from agent.cli.options import command_parser
 from agent.connection import libvirt_message
 from agent.errors import HostError
@@ -41,6 +40,4 @@ def suspend(argv: list[str]) -> int:
 
 COMMAND = guest_locked(suspend)
 
-
-def main() -> None:
-    sys.exit(run(PROG, COMMAND))
+main = entry_point(PROG, COMMAND)
