@@ -38,6 +38,21 @@ class BootExtension:
     cmdline: str | None = None
 
 
+class _KindList:
+    """A Guest attribute that is one kind's device list (reads and assignments)."""
+
+    def __init__(self, kind: type[Device]) -> None:
+        self.kind = kind.KIND
+
+    def __get__(self, guest: Guest | None, owner: type) -> list[Device]:
+        if guest is None:
+            return self  # type: ignore[return-value]
+        return guest.device_lists[self.kind]
+
+    def __set__(self, guest: Guest, devices: list[Device]) -> None:
+        guest.device_lists[self.kind] = devices
+
+
 @dataclass(init=False)
 class Guest:
     """A guest as HPVM describes it."""
@@ -103,18 +118,6 @@ class Guest:
         kind_list = self.of_kind(registry.kind_of(old))
         kind_list[kind_list.index(old)] = new
 
-    @property
-    def storage(self) -> list[StorageDevice]:
-        return self.device_lists[StorageDevice.KIND]  # type: ignore[return-value]
-
-    @storage.setter
-    def storage(self, devices: list[StorageDevice]) -> None:
-        self.device_lists[StorageDevice.KIND] = devices  # type: ignore[assignment]
-
-    @property
-    def networks(self) -> list[NetworkDevice]:
-        return self.device_lists[NetworkDevice.KIND]  # type: ignore[return-value]
-
-    @networks.setter
-    def networks(self, devices: list[NetworkDevice]) -> None:
-        self.device_lists[NetworkDevice.KIND] = devices  # type: ignore[assignment]
+    # The two kinds HPVM's own commands name, as the real per-kind lists.
+    storage = _KindList(StorageDevice)
+    networks = _KindList(NetworkDevice)
