@@ -94,7 +94,7 @@ def started(domain_xml: str, vswitches: dict[str, VSwitch]) -> None:
     """Every NIC's tap enforces its port's VLAN rule."""
     rules = port_rules(domain_xml, vswitches)
     if rules:
-        from agent.network import portfilter  # pyroute2 only for guests on vswitches
+        from agent.network import portfilter  # only for guests on vswitches
 
         for rule in rules:
             portfilter.apply(rule.tap, rule.vlan)

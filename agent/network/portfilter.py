@@ -17,15 +17,11 @@ its rule, so `current()` reads back what a tap enforces.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 
-from pyroute2.iproute.linux import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
-
 from agent.errors import HostError
-from agent.network import bpf
+from agent.network import bpf, tc
 from agent.network.bpf import (
     Program,
     and_imm,
@@ -37,7 +33,6 @@ from agent.network.bpf import (
     mov,
     mov_imm,
 )
-from agent.network.netlink import route_socket
 
 # struct __sk_buff field offsets (linux/bpf.h), all u32.
 SKB_PROTOCOL = 16
@@ -50,8 +45,8 @@ VLAN_ID_MASK = 0x0FFF
 ETH_P_8021Q = socket.htons(0x8100)  # protocols as the kernel holds them (network order)
 ETH_P_8021AD = socket.htons(0x88A8)
 
-INGRESS = "ffff:fff2"  # clsact: frames the tap receives, i.e. from the guest
-EGRESS = "ffff:fff3"  # clsact: frames the tap sends, i.e. to the guest
+INGRESS = tc.INGRESS  # clsact: frames the tap receives, i.e. from the guest
+EGRESS = tc.EGRESS  # clsact: frames the tap sends, i.e. to the guest
 PRIORITY = 49152  # tc's default first priority; one filter per direction
 NAME_PREFIX = "avio-port vlan="
 
@@ -114,23 +109,19 @@ def rule_name(vlan: int | None) -> str:
     return f"{NAME_PREFIX}{_label(vlan)}"
 
 
-def _attach(ipr: IPRoute, index: int, parent: str, program: Program, name: str) -> None:
+def _attach(index: int, parent: int, program: Program, name: str) -> None:
     fd = bpf.load_tc_program(bpf.assemble(program), "avio_port")
     try:
-        ipr.tc(
-            "replace-filter",
-            "bpf",
-            index,
-            ":1",
-            fd=fd,
-            name=name,
-            parent=parent,
-            prio=PRIORITY,
-            classid=1,
-            direct_action=True,
-        )
+        tc.replace_bpf(index, parent, fd, name, PRIORITY)
     finally:
         os.close(fd)
+
+
+def _index(tap: str) -> int | None:
+    try:
+        return socket.if_nametoindex(tap)
+    except OSError:
+        return None
 
 
 def apply(tap: str, vlan: int | None) -> None:
@@ -146,43 +137,36 @@ def ensure(tap: str, vlan: int | None) -> None:
 
 def attach(tap: str, ingress: Program, egress: Program, name: str) -> None:
     """Put the two programs on `tap`, replacing its rule one direction at a time."""
-    with route_socket() as ipr:
-        found = ipr.link_lookup(ifname=tap)
-        if not found:
-            return  # the guest stopped meanwhile: its tap is gone
-        index = found[0]
-        try:
-            with contextlib.suppress(NetlinkError):
-                ipr.tc("add", "clsact", index)  # fails when present already
-            # Egress first: a frame for the old VLAN is never passed to the guest.
-            _attach(ipr, index, EGRESS, egress, name)
-            _attach(ipr, index, INGRESS, ingress, name)
-        except NetlinkError as err:
-            raise HostError(f"cannot set the VLAN rule on {tap}: {err.args[1]}") from None
+    index = _index(tap)
+    if index is None:
+        return  # the guest stopped meanwhile: its tap is gone
+    try:
+        tc.add_clsact(index)
+        # Egress first: a frame for the old VLAN is never passed to the guest.
+        _attach(index, EGRESS, egress, name)
+        _attach(index, INGRESS, ingress, name)
+    except tc.TcError as err:
+        raise HostError(f"cannot set the VLAN rule on {tap}: {err.strerror}") from None
 
 
 def remove(tap: str) -> None:
     """Take the rule off `tap` (its clsact qdisc, with both programs)."""
-    with route_socket() as ipr:
-        found = ipr.link_lookup(ifname=tap)
-        if found:
-            with contextlib.suppress(NetlinkError):  # none there
-                ipr.tc("del", "clsact", found[0])
+    index = _index(tap)
+    if index is not None:
+        tc.delete_clsact(index)
 
 
 def current(tap: str) -> str | None:
     """The rule a tap enforces ('10', 'none'), or None without a (complete) rule."""
-    with route_socket() as ipr:
-        found = ipr.link_lookup(ifname=tap)
-        if not found:
+    index = _index(tap)
+    if index is None:
+        return None
+    names = []
+    for parent in (INGRESS, EGRESS):
+        try:
+            names.append(tc.bpf_names(index, parent))
+        except tc.TcError:
             return None
-        names = []
-        for parent in (INGRESS, EGRESS):
-            try:
-                filters = ipr.get_filters(index=found[0], parent=parent)
-            except NetlinkError:
-                return None
-            names.append({f.get_nested("TCA_OPTIONS", "TCA_BPF_NAME") for f in filters} - {None})
     common = names[0] & names[1]
     if len(common) != 1:
         return None
