@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from agent import netlink, portfilter
-from tests.host.guestkit import ConsoleLog, Host, hpvm
-from tests.nested.conftest import agent_active, sh, start
+from tests.host.guestkit import ConsoleLog, Host
+from tests.nested.conftest import agent_active, hpvm, sh, start
 
 pytestmark = pytest.mark.nested
 
