@@ -81,11 +81,14 @@ def start(host: guestkit.Host, guests: dict[str, tuple[list[str], str]]) -> dict
 
 
 def agent_active(timeout: float = 600.0) -> None:
-    """Wait while the agent unit is activating (it says READY=1); it must end active."""
+    """Wait while the agent unit is on its way (activating until it says READY=1, or
+    being restarted); it must end active."""
     deadline = time.monotonic() + timeout
     while True:
         state = sh("systemctl", "is-active", "avio-agent", check=False).stdout.strip()
-        if state != "activating" or time.monotonic() > deadline:
+        if state not in ("activating", "deactivating", "reloading"):
+            break
+        if time.monotonic() > deadline:
             break
         time.sleep(1)
     status = sh("systemctl", "status", "--no-pager", "-n", "30", "avio-agent", check=False)
