@@ -97,10 +97,10 @@ def master_of(name: str) -> str | None:
         index = _index(ipr, name)
         if index is None:
             return None
-        master = ipr.link("get", index=index)[0].get("IFLA_MASTER")
+        master = ipr.link("get", index=index)[0].get_attr("IFLA_MASTER")
         if not master:
             return None
-        return ipr.link("get", index=master)[0].get("IFLA_IFNAME")
+        return ipr.link("get", index=master)[0].get_attr("IFLA_IFNAME")
 
 
 def is_bridge(name: str) -> bool:
@@ -136,8 +136,8 @@ def _ipv6_automatic(address: str | None) -> bool:
 
 
 def _oifs(route) -> set[int]:
-    found = {route.get("RTA_OIF")}
-    for hop in route.get("RTA_MULTIPATH") or []:
+    found = {route.get_attr("RTA_OIF")}
+    for hop in route.get_attr("RTA_MULTIPATH") or []:
         found.add(hop.get("oif"))
     return found
 
@@ -154,20 +154,20 @@ def host_traffic(name: str) -> tuple[list[str], list[str]]:
             return [], []
         addresses = []
         for addr in ipr.get_addr(index=index):
-            address = addr.get("IFA_ADDRESS")
+            address = addr.get_attr("IFA_ADDRESS")
             if addr["family"] == AF_INET6 and _ipv6_automatic(address):
                 continue
             addresses.append(f"{address}/{addr['prefixlen']}")
         routes = []
         for family in (AF_INET, AF_INET6):
             for route in ipr.get_routes(family=family):
-                table = route.get("RTA_TABLE") or route["table"]
-                dst = route.get("RTA_DST")
+                table = route.get_attr("RTA_TABLE") or route["table"]
+                dst = route.get_attr("RTA_DST")
                 if index not in _oifs(route) or table == LOCAL_TABLE:
                     continue
                 if family == AF_INET6 and _ipv6_automatic(dst):
                     continue
-                gateway = route.get("RTA_GATEWAY")
+                gateway = route.get_attr("RTA_GATEWAY")
                 text = f"{dst}/{route['dst_len']}" if dst else "default"
                 routes.append(text + (f" via {gateway}" if gateway else ""))
         return addresses, routes
@@ -176,7 +176,7 @@ def host_traffic(name: str) -> tuple[list[str], list[str]]:
 def mac_of(name: str) -> str | None:
     with route_socket() as ipr:
         index = _index(ipr, name)
-        return ipr.link("get", index=index)[0].get("IFLA_ADDRESS") if index else None
+        return ipr.link("get", index=index)[0].get_attr("IFLA_ADDRESS") if index else None
 
 
 def ipv4_of(name: str) -> str | None:
@@ -185,5 +185,5 @@ def ipv4_of(name: str) -> str | None:
         if index is None:
             return None
         for addr in ipr.get_addr(index=index, family=2):
-            return addr.get("IFA_ADDRESS")
+            return addr.get_attr("IFA_ADDRESS")
     return None
