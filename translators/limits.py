@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from translators.model import Adapter
+from translators.devices.adapter import Adapter
 
 MAX_AVIO_DEVICES = 128
 MAX_VIO_DEVICES = 30

@@ -20,7 +20,7 @@ from pathlib import Path
 from translators import limits
 from translators.errors import HpvmError, Warnings
 from translators.grammar import parse_statement
-from translators.model import BootExtension, Device, Guest, NetworkDevice, StorageDevice
+from translators.model import BootExtension, Device, Guest
 from translators.text import (
     FILE_WHITESPACE,
     LABEL_MAX,
@@ -195,8 +195,7 @@ def guest_from_options(options: argparse.Namespace, warnings: Warnings) -> Guest
         memory_mb=2048 if options.memory is None else options.memory,
         autoboot=(options.boot_attr or "auto") == "auto",
         label=options.label,
-        storage=[d for d in devices if isinstance(d, StorageDevice)],
-        networks=[d for d in devices if isinstance(d, NetworkDevice)],
+        devices=devices,
         boot=BootExtension(options.kernel, options.initrd, options.cmdline),
         virt_type=options.virt_type,
     )

@@ -1,33 +1,50 @@
 """Plan an `hpvmmodify`: the device changes between a guest and what the user asked.
 
 Pure: takes the guest's model and the parsed statements, returns the new model
-and an ordered list of changes for the host layer to apply.
+and an ordered list of changes for the host layer to apply. Each change
+carries the XML the host layer hands libvirt; what "the same device" means
+is the kind's (`Device.matches`, `PLACE`, `modified`).
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from enum import StrEnum
+from dataclasses import dataclass, field
 
 from translators.allocate import complete
+from translators.devices import registry
+from translators.devices.base import Action
 from translators.errors import HpvmError
-from translators.model import Adapter, Device, DeviceType, Guest, NetworkDevice, StorageDevice
+from translators.model import Device, Guest
+from translators.readback import device_aliases, read_domain
+from translators.render import compact, device_xml
 from translators.validate import HostClaims, check_device, check_guest, statement_of
 
-
-class Action(StrEnum):
-    ATTACH = "attach"
-    DETACH = "detach"
-    UPDATE = "update"  # change in place: DVD media, NIC's vswitch
+__all__ = ["Action", "Change", "matches", "plan_modify", "plugged"]
 
 
 @dataclass
 class Change:
+    """One step for libvirt, with the XML it takes."""
+
     action: Action
     device: Device  # the device as it will be (attach/update) or as it was (detach)
-    new_controller: bool = False  # attach the device's HBA first
+    controller_xml: str | None = None  # attach the device's controller (HBA) first
+    previous_xml: str | None = None  # update: the device as it was (to undo)
+    xml: str = field(init=False)  # the device's libvirt XML
+    alias: str = field(init=False)
+    #: Why a running guest cannot take it (then nothing is done), if it cannot.
+    live_refusal: str | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.xml = device_xml(self.device)
+        self.alias = self.device.alias
+        self.live_refusal = self.device.live_refusal(self.action)
+
+    @property
+    def new_controller(self) -> bool:
+        return self.controller_xml is not None
 
 
 def matches(statement: Device, device: Device, key: Callable[[str], str] | None = None) -> bool:
@@ -35,21 +52,14 @@ def matches(statement: Device, device: Device, key: Callable[[str], str] | None 
 
     Locations compare by `key` (the host's identity of a backing store) when given.
     """
-    if type(statement) is not type(device) or statement.adapter is not device.adapter:
-        return False
-    if isinstance(statement, StorageDevice):
-        assert isinstance(device, StorageDevice)
-        fields = ["device", "bus", "slot", "target", "storage"]
-        if statement.location and statement.location != device.location:
-            if key is None or not device.location:
-                return False
-            if key(statement.location) != key(device.location):
-                return False
-    else:
-        fields = ["vswitch", "bus", "slot", "mac", "portid"]
-    return all(
-        getattr(statement, f) is None or getattr(statement, f) == getattr(device, f) for f in fields
-    )
+    return registry.kind_of(statement).matches(statement, device, key)
+
+
+def plugged(domain_xml: str, change: Change) -> bool:
+    """Does a (running) domain have the change's device? By alias, else by its fields."""
+    if change.alias in device_aliases(domain_xml):
+        return True
+    return any(matches(change.device, d) for d in read_domain(domain_xml).devices)
 
 
 def _find(guest: Guest, statement: Device, key: Callable[[str], str] | None = None) -> Device:
@@ -64,30 +74,12 @@ def _find(guest: Guest, statement: Device, key: Callable[[str], str] | None = No
     return found[0]
 
 
-def _remove(guest: Guest, device: Device) -> None:
-    if isinstance(device, StorageDevice):
-        guest.storage = [d for d in guest.storage if d is not device]
-    else:
-        guest.networks = [n for n in guest.networks if n is not device]
-
-
-def _hbas(guest: Guest) -> set[tuple[Adapter, int | None, int | None]]:
-    return {(d.adapter, d.bus, d.slot) for d in guest.storage}
-
-
 def _modified(guest: Guest, statement: Device) -> tuple[Device, Device, Action]:
     """(old, new, how) for a `-m` statement, keyed by its address."""
-    if isinstance(statement, StorageDevice):
-        if statement.bus is None or statement.slot is None or statement.target is None:
-            raise HpvmError("-m needs the device's bus,slot,target", statement_of(statement))
-        key = lambda d: (d.bus, d.slot, d.target)  # noqa: E731
-        candidates = [d for d in guest.storage if key(d) == key(statement)]
-    else:
-        if statement.bus is None or statement.slot is None:
-            raise HpvmError("-m needs the NIC's bus,slot", statement_of(statement))
-        candidates = [
-            n for n in guest.networks if (n.bus, n.slot) == (statement.bus, statement.slot)
-        ]
+    kind = registry.kind_of(statement)
+    if None in statement.place:
+        raise HpvmError(kind.PLACE_NEEDED, statement_of(statement))
+    candidates = [d for d in guest.of_kind(kind) if d.place == statement.place]
     if not candidates:
         raise HpvmError(
             f"guest {guest.name} has no device at that address", statement_of(statement)
@@ -95,31 +87,7 @@ def _modified(guest: Guest, statement: Device) -> tuple[Device, Device, Action]:
     old = candidates[0]
     if old.adapter is not statement.adapter:
         raise HpvmError("changing the adapter type is not supported", statement_of(statement))
-    if isinstance(statement, StorageDevice):
-        assert isinstance(old, StorageDevice)
-        if statement.device is not old.device:
-            raise HpvmError(
-                f"the device at that address is a {old.device}", statement_of(statement)
-            )
-        new: Device = replace(
-            old,
-            storage=statement.storage,
-            location=statement.location,
-            requested=statement.requested,
-            text=statement.text,
-        )
-        how = Action.UPDATE if old.device is DeviceType.DVD else Action.ATTACH
-    else:
-        assert isinstance(old, NetworkDevice)
-        new = replace(
-            old,
-            vswitch=statement.vswitch,
-            requested=statement.requested,
-            text=statement.text,
-            mac=statement.mac or old.mac,
-            portid=statement.portid if statement.portid is not None else None,
-        )
-        how = Action.UPDATE if new.mac == old.mac else Action.ATTACH
+    new, how = statement.modified(old)
     return old, new, how
 
 
@@ -139,38 +107,33 @@ def plan_modify(
     changes: list[Change] = []
     for statement in delete:
         device = _find(new, statement, claims.key if claims else None)
-        _remove(new, device)
+        new.remove(device)
         changes.append(Change(Action.DETACH, device))
     replaced: list[tuple[Device, Device, Action]] = []
     for statement in modify:
         old, changed, how = _modified(new, statement)
-        index = (new.storage if isinstance(old, StorageDevice) else new.networks).index(old)
-        if isinstance(old, StorageDevice):
-            new.storage[index] = changed  # type: ignore[assignment]
-        else:
-            new.networks[index] = changed  # type: ignore[assignment]
+        new.replace(old, changed)
         replaced.append((old, changed, how))
     for statement in add:
-        (new.storage if isinstance(statement, StorageDevice) else new.networks).append(statement)
+        new.add(statement)
     check_guest(new, claims)
-    existing_hbas = _hbas(guest)
+    controllers = {d.controller_key() for d in guest.devices} - {None}
     done = complete(new, claims)
     for old, changed, how in replaced:
-        index = (new.storage if isinstance(old, StorageDevice) else new.networks).index(changed)
-        final = (done.storage if isinstance(old, StorageDevice) else done.networks)[index]
+        kind = registry.kind_of(old)
+        final = done.of_kind(kind)[new.of_kind(kind).index(changed)]
         if how is Action.ATTACH:
             changes += [Change(Action.DETACH, old), Change(Action.ATTACH, final)]
         else:
-            changes.append(Change(Action.UPDATE, final))
-    added_storage = done.storage[
-        len(done.storage) - sum(isinstance(a, StorageDevice) for a in add) :
-    ]
-    added_nics = done.networks[
-        len(done.networks) - sum(isinstance(a, NetworkDevice) for a in add) :
-    ]
-    for device in [*added_storage, *added_nics]:
-        hba = (device.adapter, device.bus, device.slot)
-        fresh = isinstance(device, StorageDevice) and hba not in existing_hbas
-        existing_hbas.add(hba)
-        changes.append(Change(Action.ATTACH, device, new_controller=fresh))
+            changes.append(Change(Action.UPDATE, final, previous_xml=device_xml(old)))
+    for kind in registry.KINDS:
+        count = sum(type(a) is kind for a in add)
+        for device in done.of_kind(kind)[len(done.of_kind(kind)) - count :]:
+            key = device.controller_key()
+            controller = None
+            if key is not None and key not in controllers:
+                controllers.add(key)
+                controller = device.render_controller()
+            xml = None if controller is None else compact(controller)
+            changes.append(Change(Action.ATTACH, device, controller_xml=xml))
     return done, changes

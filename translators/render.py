@@ -1,25 +1,20 @@
-"""Guest model -> libvirt domain XML (lxml), and single devices for hot-plug."""
+"""Guest model -> libvirt domain XML (lxml), and single devices for hot-plug.
+
+The domain skeleton and metadata frame are here; each kind renders its own
+devices (`translators/devices/`).
+"""
 
 from __future__ import annotations
 
 from lxml import etree
 
 from translators import pci
-from translators.model import (
-    Adapter,
-    DeviceType,
-    Guest,
-    NetworkDevice,
-    StorageDevice,
-    StorageType,
-)
+from translators.devices import registry
+from translators.devices.base import NS, NS_PREFIX, SUB, E, pci_address
+from translators.model import Device, Guest
 
-NS = "urn:avio-kvm:hpvm:1"
-NS_PREFIX = "hpvm"
-E = etree.Element
-SUB = etree.SubElement
-CONTROLLER_MODELS = {Adapter.AVIO_STOR: "virtio-scsi", Adapter.SCSI: "lsilogic"}
-NIC_MODELS = {Adapter.AVIO_LAN: "virtio", Adapter.LAN: "e1000"}
+__all__ = ["NS", "NS_PREFIX", "render_domain", "render_metadata", "to_string"]
+
 CONSOLE_LOG_DIR = "/var/log/libvirt/qemu"
 
 
@@ -28,104 +23,32 @@ def console_log_path(name: str) -> str:
     return f"{CONSOLE_LOG_DIR}/{name}-console.log"
 
 
-def controller_index(bus: int, slot: int) -> int:
-    """libvirt SCSI controller index of the HBA at HPVM (bus, slot)."""
-    return bus * 8 + slot
-
-
-def storage_alias(dev: StorageDevice) -> str:
-    return f"ua-{dev.adapter.replace('_', '-')}-{dev.bus}-{dev.slot}-{dev.target}"
-
-
-def controller_alias(adapter: Adapter, bus: int, slot: int) -> str:
-    return f"ua-hba-{adapter.replace('_', '-')}-{bus}-{slot}"
-
-
-def nic_alias(nic: NetworkDevice) -> str:
-    return f"ua-net-{nic.bus}-{nic.slot}"
-
-
-def target_dev(dev: StorageDevice) -> str:
-    """A stable, unique `sdX` name from the HPVM address (libvirt requires one)."""
-    assert dev.bus is not None and dev.slot is not None and dev.target is not None
-    index = (dev.bus * 8 + dev.slot) * 128 + dev.target
-    letters = ""
-    index += 1
-    while index:
-        index, rem = divmod(index - 1, 26)
-        letters = chr(ord("a") + rem) + letters
-    return "sd" + letters
-
-
-def _pci_address(parent: etree._Element, bus: int, slot: int) -> None:
-    SUB(
-        parent,
-        "address",
-        type="pci",
-        domain="0x0000",
-        bus=f"0x{bus:02x}",
-        slot=f"0x{slot:02x}",
-        function="0x0",
-    )
-
-
 def render_bridge(bus: int) -> etree._Element:
     ctl = E("controller", type="pci", index=str(bus), model="pci-bridge")
-    _pci_address(ctl, 0, pci.bridge_slot(bus))
+    pci_address(ctl, 0, pci.bridge_slot(bus))
     return ctl
 
 
-def render_controller(adapter: Adapter, bus: int, slot: int) -> etree._Element:
-    """The virtual HBA at HPVM (bus, slot): virtio-scsi for AVIO, LSI for VIO."""
-    ctl = E(
-        "controller",
-        type="scsi",
-        index=str(controller_index(bus, slot)),
-        model=CONTROLLER_MODELS[adapter],
-    )
-    SUB(ctl, "alias", name=controller_alias(adapter, bus, slot))
-    _pci_address(ctl, *pci.to_pci(bus, slot))
-    return ctl
+def render_device(device: Device) -> etree._Element:
+    """One device's element, for hot-plug; a device of no registered kind is refused."""
+    return registry.kind_of(device).render(device)
 
 
-def render_disk(dev: StorageDevice) -> etree._Element:
-    """A disk or DVD behind its HBA, at the HPVM target."""
-    assert dev.addressed, dev
-    is_dvd = dev.device is DeviceType.DVD
-    block = dev.storage in (StorageType.DISK, StorageType.LV)
-    disk = E("disk", type="block" if block else "file", device="cdrom" if is_dvd else "disk")
-    driver = SUB(disk, "driver", name="qemu", type="raw")
-    if block and not is_dvd:
-        driver.set("cache", "none")
-        driver.set("io", "native")
-    if dev.storage is not StorageType.NULL:
-        SUB(disk, "source", **{"dev" if block else "file": dev.location})
-    SUB(disk, "target", dev=target_dev(dev), bus="scsi")
-    if is_dvd:
-        SUB(disk, "readonly")
-    SUB(disk, "alias", name=storage_alias(dev))
-    address = SUB(
-        disk, "address", type="drive", controller=str(controller_index(dev.bus, dev.slot)), bus="0"
-    )
-    if dev.adapter is Adapter.AVIO_STOR:
-        address.set("target", str(dev.target))
-        address.set("unit", "0")
-    else:  # LSI: libvirt takes the SCSI id from `unit`
-        address.set("target", "0")
-        address.set("unit", str(dev.target))
-    return disk
+def device_xml(device: Device) -> str:
+    """One device's XML text, as libvirt's attach and detach calls take it."""
+    return compact(render_device(device))
 
 
-def render_interface(nic: NetworkDevice) -> etree._Element:
-    """A vNIC on the vswitch's Linux bridge."""
-    assert nic.addressed, nic
-    iface = E("interface", type="bridge")
-    SUB(iface, "mac", address=nic.mac)
-    SUB(iface, "source", bridge=nic.vswitch)
-    SUB(iface, "model", type=NIC_MODELS[nic.adapter])
-    SUB(iface, "alias", name=nic_alias(nic))
-    _pci_address(iface, *pci.to_pci(nic.bus, nic.slot))
-    return iface
+def bridge_xml(bus: int) -> str:
+    """The pci-bridge that makes PCI bus `bus`, as libvirt's attach call takes it."""
+    return compact(render_bridge(bus))
+
+
+def with_link(xml: str, state: str) -> str:
+    """An interface's XML with its link `up` or `down`."""
+    iface = etree.fromstring(xml.encode())
+    SUB(iface, "link", state=state)
+    return etree.tostring(iface, encoding="unicode")
 
 
 def render_metadata(guest: Guest) -> etree._Element:
@@ -135,19 +58,19 @@ def render_metadata(guest: Guest) -> etree._Element:
     SUB(root, f"{{{NS}}}start").text = "auto" if guest.autoboot else "manual"
     if guest.number is not None:
         SUB(root, f"{{{NS}}}number").text = str(guest.number)
-    for dev in guest.storage:
-        item = SUB(root, f"{{{NS}}}storage", alias=storage_alias(dev), storage=str(dev.storage))
-        if dev.storage is StorageType.NULL and dev.location:
-            item.set("location", dev.location)
-        if dev.requested:
-            item.set("statement", dev.requested)
-    for nic in guest.networks:
-        item = SUB(root, f"{{{NS}}}network", alias=nic_alias(nic))
-        if nic.portid is not None:
-            item.set("portid", str(nic.portid))
-        if nic.requested:
-            item.set("statement", nic.requested)
+    for device in guest.devices:
+        device.metadata(root)
     return root
+
+
+def metadata_element_xml(guest: Guest) -> str:
+    """The metadata as `virDomainSetMetadata` takes it: libvirt adds the namespace
+    itself (prefix and URI given with the call), so the element carries none."""
+    element = render_metadata(guest)
+    for item in element.iter():
+        item.tag = etree.QName(item).localname
+    etree.cleanup_namespaces(element)
+    return compact(element)
 
 
 def render_domain(guest: Guest, virt_type: str = "kvm") -> etree._Element:
@@ -179,13 +102,8 @@ def render_domain(guest: Guest, virt_type: str = "kvm") -> etree._Element:
     devices = SUB(domain, "devices")
     for bus in sorted({d.bus for d in guest.devices if d.bus}):
         devices.append(render_bridge(bus))
-    hbas = sorted({(d.bus, d.slot, d.adapter) for d in guest.storage})
-    for bus, slot, adapter in hbas:
-        devices.append(render_controller(adapter, bus, slot))
-    for dev in guest.storage:
-        devices.append(render_disk(dev))
-    for nic in guest.networks:
-        devices.append(render_interface(nic))
+    for kind in registry.KINDS:
+        devices.extend(kind.render_all(guest.of_kind(kind)))
     serial = SUB(devices, "serial", type="pty")
     SUB(serial, "log", file=console_log_path(guest.name), append="on")
     SUB(serial, "target", port="0")
@@ -197,3 +115,8 @@ def render_domain(guest: Guest, virt_type: str = "kvm") -> etree._Element:
 def to_string(element: etree._Element) -> str:
     """Pretty-printed XML text of an element."""
     return etree.tostring(element, pretty_print=True, encoding="unicode")
+
+
+def compact(element: etree._Element) -> str:
+    """XML text of an element on one line (for libvirt's device calls)."""
+    return etree.tostring(element, encoding="unicode")

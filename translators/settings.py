@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass
 
@@ -30,7 +31,12 @@ def with_settings(guest: Guest, wanted: GuestSettings) -> Guest | None:
         for item in dataclasses.fields(wanted)
         if (value := getattr(wanted, item.name)) is not None and getattr(guest, item.name) != value
     }
-    return dataclasses.replace(guest, **changes) if changes else None
+    if not changes:
+        return None
+    changed = copy.deepcopy(guest)
+    for name, value in changes.items():
+        setattr(changed, name, value)
+    return changed
 
 
 def settings_xml(domain_xml: str, guest: Guest) -> str:

@@ -1,15 +1,16 @@
 """`hpvmstatus` layouts, as captured from real HPVM hosts (HPVM-REFERENCE.md section 3).
 
 Pure formatting: the host layer gathers a `GuestStatus` per guest from libvirt.
+The tables' framing is here; each kind gives its rows (`Device.status_row`,
+`status_lines`) and the section they go in (`Device.SECTION`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from translators.grammar import dashed_mac, format_statement
 from translators.layout import table
-from translators.model import Guest
+from translators.model import Device, Guest
 
 OS_NAMES = {"hpux": "HPUX", "linux": "LINUX", "windows": "WINDOWS", "openvms": "OPENVMS"}
 VM_TABLE = [  # (title, width, right-aligned)
@@ -55,8 +56,8 @@ def format_vm_table(statuses: list[GuestStatus]) -> str:
             os_name(s.guest),
             s.state,
             str(s.guest.vcpus),
-            str(len(s.guest.storage)),
-            str(len(s.guest.networks)),
+            str(len(_section(s.guest, "storage"))),
+            str(len(_section(s.guest, "network"))),
             memory_text(s.guest.memory_mb),
             str(s.runsysid),
         ]
@@ -88,8 +89,9 @@ NETWORK_TABLE = [
 ]
 
 
-def _num(value: int | None) -> str:
-    return "" if value is None else str(value)
+def _section(guest: Guest, section: str) -> list[Device]:
+    """The devices whose rows go in one section ("storage" or "network"), kind by kind."""
+    return [d for d in guest.devices if section == d.SECTION]
 
 
 def format_details(status: GuestStatus) -> str:
@@ -121,40 +123,9 @@ def format_details(status: GuestStatus) -> str:
         f" {memory_text(g.memory_mb)}     64 MB",
     ]
     lines += ["", "[Storage Interface Details]", "Guest                                 Physical"]
-    lines += table(
-        STORAGE_TABLE,
-        [
-            [
-                str(d.device),
-                str(d.adapter),
-                _num(d.bus),
-                _num(d.slot),
-                "0",
-                _num(d.target),
-                "0",
-                str(d.storage),
-                d.location,
-            ]
-            for d in g.storage
-        ],
-    )
+    lines += table(STORAGE_TABLE, [d.status_row() for d in _section(g, "storage")])
     lines += ["", "[Network Interface Details]"]
-    lines += table(
-        NETWORK_TABLE,
-        [
-            [
-                "vswitch",
-                str(n.adapter),
-                n.vswitch,
-                _num(n.portid),
-                _num(n.bus),
-                _num(n.slot),
-                "0",
-                dashed_mac(n.mac) if n.mac else "",
-            ]
-            for n in g.networks
-        ],
-    )
+    lines += table(NETWORK_TABLE, [d.status_row() for d in _section(g, "network")])
     lines += ["", "[Misc Interface Details]", "Guest                                 Physical"]
     lines += table(STORAGE_TABLE, [["serial", "com1", "", "", "", "", "", "tty", "console"]])
     return "\n".join(lines) + "\n"
@@ -163,37 +134,18 @@ def format_details(status: GuestStatus) -> str:
 def format_verbose_devices(guest: Guest) -> str:
     """The key:value device blocks of `hpvmstatus -P name -V`, as in the seed."""
     lines = ["[Storage Interface Details]"]
-    for d in guest.storage:
-        lines += [
-            f"Guest Device type :{d.device}",
-            f"Guest Adaptor type :{d.adapter}",
-            f"Bus :{_num(d.bus)}",
-            f"Device :{_num(d.slot)}",
-            "Function :0",
-            f"Target :{_num(d.target)}",
-            "Lun :0",
-            f"Physical Storage type :{d.storage}",
-            f"Physical device :{d.location}",
-        ]
+    for d in _section(guest, "storage"):
+        lines += d.status_lines()
     lines.append("[Network Interface Details]")
-    for n in guest.networks:
-        lines += [
-            "Physical Storage type :vswitch",
-            f"Guest Adaptor type :{n.adapter}",
-            f"Backing :{n.vswitch}",
-            f"Vswitch Port :{_num(n.portid)}",
-            f"Bus :{_num(n.bus)}",
-            f"Device :{_num(n.slot)}",
-            "Function :0",
-            f"Mac Address :{dashed_mac(n.mac) if n.mac else ''}",
-        ]
+    for d in _section(guest, "network"):
+        lines += d.status_lines()
     return "\n".join(lines) + "\n"
 
 
 def format_statements(guest: Guest) -> str:
     """`hpvmstatus -P name -d`: `[Virtual Machine Devices]`, re-usable as a config file."""
     lines = ["[Virtual Machine Devices]", "", "[Storage Interface Details]"]
-    lines += [format_statement(d) for d in guest.storage]
+    lines += [d.format() for d in _section(guest, "storage")]
     lines += ["", "[Network Interface Details]"]
-    lines += [format_statement(n) for n in guest.networks]
+    lines += [d.format() for d in _section(guest, "network")]
     return "\n".join(lines) + "\n"

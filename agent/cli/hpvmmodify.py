@@ -6,9 +6,8 @@ import sys
 
 from agent.cli.common import EXIT_OK, connect, guest_locked, run, warn
 from agent.cli.options import modify_parser
-from agent.guests.apply import Applier
-from agent.guests.inventory import HostView, lookup
-from agent.guests.lifecycle import plan_devices, port_rule, refresh_vlans
+from agent.guests.inventory import lookup
+from agent.guests.lifecycle import change_devices, plan_devices
 from agent.guests.settings import GuestSettings, apply_settings
 from translators.errors import Warnings
 from translators.options import statements
@@ -26,14 +25,11 @@ def modify(argv: list[str]) -> int:
     warn(PROG, warnings)
     conn = connect(options.connect)
     dom = lookup(conn, options.name)
-    host = HostView(conn)
-    before, after, changes = plan_devices(conn, dom, add, delete, change, host)
     if options.print_xml:
+        before, after, _ = plan_devices(conn, dom, add, delete, change)
         sys.stdout.write(to_string(render_domain(after, before.virt_type or "qemu")))
         return EXIT_OK
-    if changes:
-        Applier(conn, dom, port_rule(conn, dom, changes, host)).apply(before, changes, after)
-        refresh_vlans(conn, dom, changes, host)
+    change_devices(conn, dom, add, delete, change)
     settings = GuestSettings(
         vcpus=options.vcpus,
         memory_mb=options.memory,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import libvirt
-from lxml import etree
 
 from agent.storage.hostcheck import device_number as devnum_of
+from translators.live import block_disks
 
 
 @dataclass(frozen=True)
@@ -17,17 +17,6 @@ class DiskRef:
     guest: str
     target: str  # libvirt target dev, e.g. "sdd"
     source: str  # the path as the domain names it
-
-
-def block_disks(xml: str) -> list[tuple[str, str]]:
-    """(target dev, source path) of every block-backed disk in a domain XML."""
-    root = etree.fromstring(xml.encode())
-    found = []
-    for disk in root.iterfind("devices/disk[@type='block']"):
-        source, target = disk.find("source"), disk.find("target")
-        if source is not None and source.get("dev") and target is not None:
-            found.append((target.get("dev"), source.get("dev")))
-    return found
 
 
 def build_index(conn: libvirt.virConnect) -> dict[int, list[DiskRef]]:
@@ -43,3 +32,12 @@ def build_index(conn: libvirt.virConnect) -> dict[int, list[DiskRef]]:
             if number is not None:
                 index.setdefault(number, []).append(DiskRef(dom.name(), target, source))
     return index
+
+
+def running_domain(conn: libvirt.virConnect, name: str) -> libvirt.virDomain | None:
+    """The guest `name` if it exists and runs, else None."""
+    try:
+        dom = conn.lookupByName(name)
+    except libvirt.libvirtError:
+        return None
+    return dom if dom.isActive() else None

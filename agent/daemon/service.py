@@ -1,37 +1,41 @@
-"""The agent's main loop: events in, live guest updates out.
+"""The agent's loop: one queue, the libvirt connection, and the table that hands
+every event and work item to its handler.
 
-Threads produce events (udev, config files, libvirt callbacks) into one bounded
-queue; the main loop coalesces them and hands each guest's actions to that
-guest's worker (agent.daemon.workers), which runs them in order holding the
-guest's lock (agent.guests.locks), so an unplug waiting for one guest never delays
-another. Events for one block device arriving within `debounce` of the first
-are coalesced, the last action winning: the size is read from sysfs when the
-device is handled, so a burst ends at its final size. Nothing an event, a file
-or libvirtd does stops the loop: every handler is guarded (logged, counted).
+Threads put events on one bounded queue (udev: agent.daemon.sources; config
+files: the same; libvirt's callbacks: agent.daemon.libvirt_events), and handlers
+put work items (agent.daemon.work) there too: they never call each other. The
+loop hands each item to the handler `Agent.routes` names for its type: a
+source's event is accepted in the loop (block and config events wait out their
+debounce window), work for a guest runs in that guest's worker
+(agent.daemon.workers), in order and holding the guest's lock, so an unplug
+waiting for one guest never delays another. The handlers: block devices in
+agent.daemon.block_events, config files in agent.daemon.config_files, domain
+events in agent.daemon.libvirt_events. Nothing an event, a file or libvirtd does
+stops the loop: every handler is guarded (logged, counted).
 """
 
 from __future__ import annotations
 
-import copy
+import itertools
 import logging
 import queue
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import libvirt
-from lxml import etree
 
-from agent.accel import detect_virt_type
 from agent.connection import ensure_event_loop, libvirt_message
 from agent.daemon import metrics
+from agent.daemon.block_events import BlockHandlers
+from agent.daemon.config_files import ConfigHandlers
 from agent.daemon.configs import ConfigIndex
-from agent.daemon.desired import diff_devices
-from agent.daemon.index import DiskRef, block_disks, build_index, devnum_of
+from agent.daemon.libvirt_events import DomainEvent, LibvirtHandlers, subscribe
 from agent.daemon.notify import sd_notify
-from agent.daemon.sizes import Verdict, decide, host_size
 from agent.daemon.sources import (
     UDEV_BUFFER,
     BlockEvent,
@@ -40,35 +44,31 @@ from agent.daemon.sources import (
     start_config_source,
     start_udev_source,
 )
+from agent.daemon.work import (
+    ApplyConfig,
+    ApplyPorts,
+    BlockSettled,
+    DeviceAppeared,
+    DiskGone,
+    Forward,
+    ReconcileGuest,
+    Replug,
+    ResizeDisks,
+    Work,
+)
 from agent.daemon.workers import GuestWorkers
 from agent.errors import HostError
-from agent.guests.inventory import HostView, config_guest
-from agent.guests.lifecycle import change_devices, define_guest
+from agent.guests.inventory import HostView
 from agent.guests.locks import guest_lock
-from agent.guests.removal import RemovalWatch
-from agent.guests.settings import GuestSettings, apply_settings
 from agent.network import vswitches
-from agent.storage.startcheck import check_replug
 from translators.errors import HpvmError
-from translators.grammar import format_statement
-from translators.model import Device, StorageDevice, StorageType
 
 log = logging.getLogger("avio-agent")
 
-UNPLUG_TIMEOUT = 30.0
-CONFIG_SETTLE = 0.2  # a rename into place may follow a close: act on the last
 EVENT_QUEUE = 10_000
 ALIVE_CHECK = 2.0  # seconds between checks that the libvirt connection lives
 STARTUP_WAIT = 60.0  # READY=1 once the first reconciliation is done, or after this
-
-
-@dataclass(frozen=True)
-class DomainEvent:
-    """Something happened to a domain (started, stopped, device added/removed)."""
-
-    name: str
-    started: bool
-    nic_added: bool = False
+SETTLE_POLL = 0.05  # seconds between looks at the workers while the first one runs
 
 
 class ConnectionLost(Exception):
@@ -99,29 +99,65 @@ class AgentOptions:
 
 
 class Agent:
+    """The loop and its queue, the libvirt connection, the routes to the handlers."""
+
     def __init__(self, options: AgentOptions) -> None:
         self.options = options
         self.events: queue.Queue = queue.Queue(EVENT_QUEUE)
         self.conn: libvirt.virConnect | None = None
         self.configs = ConfigIndex(options.guests_dir)
         self.workers = GuestWorkers(self._run_for_guest)
-        self._index: dict[int, list[DiskRef]] | None = None
-        self._stamp = object()  # replaced by every device change: the index is stale
-        self._index_at: object | None = None
-        self.pending_block: dict[int, tuple[float, BlockEvent]] = {}
-        self.pending_config: dict[Path, tuple[float, bool]] = {}
-        self.known_size: dict[int, int] = {}
+        self._generations = itertools.count(1)
+        self.generation = 0  # of the guests' devices: any change makes a new one
+        self._work_lock = threading.Lock()
+        self._work_queued = 0
         self.resync = threading.Event()
         self.stopping = False
+        block, config, domains = BlockHandlers(self), ConfigHandlers(self), LibvirtHandlers(self)
+        self.debounced = (block.pending, config.pending)
+        self.routes: dict[type, Callable[[Any], None]] = {
+            # a source's event: accepted by the loop
+            BlockEvent: block.accept,
+            ConfigEvent: config.accept,
+            DomainEvent: domains.accept,
+            Resync: self._lost_events,
+            _Closed: self._closed,
+            # work: in the loop, or (with a guest) in the guest's worker
+            BlockSettled: block.handle_block,
+            DeviceAppeared: block.attach_appearing,
+            Forward: block.forward,
+            DiskGone: block.device_gone,
+            Replug: block.replug,
+            ResizeDisks: block.resize_disks,
+            ApplyConfig: config.handle_config,
+            ReconcileGuest: domains.reconcile_domain,
+            ApplyPorts: domains.apply_ports,
+        }
 
-    def offer(self, event: object) -> None:
-        """Queue an event from any thread, never blocking: when the queue is full the
-        event is dropped and a full reconciliation is due."""
+    def offer(self, item: object) -> None:
+        """Queue an event or work item from any thread, never blocking: when the queue is
+        full the item is dropped and a full reconciliation is due."""
+        work = isinstance(item, Work)
+        if work:
+            with self._work_lock:
+                self._work_queued += 1
         try:
-            self.events.put_nowait(event)
+            self.events.put_nowait(item)
         except queue.Full:
+            if work:
+                self._took(item)
             metrics.DROPPED.inc()
             self.resync.set()
+
+    def _took(self, item: object) -> None:
+        """An item left the queue (taken, or dropped): one work item fewer is waiting."""
+        if isinstance(item, Work):
+            with self._work_lock:
+                self._work_queued -= 1
+
+    def devices_changed(self) -> None:
+        """A guest's devices changed (or may have): what was read of them is stale."""
+        self.generation = next(self._generations)
 
     # ---- connection -------------------------------------------------------------------
 
@@ -134,12 +170,7 @@ class Agent:
                 conn = libvirt.open(self.options.uri)
                 conn.setKeepAlive(5, 3)
                 conn.registerCloseCallback(self._on_close, conn)
-                for event_id, callback in (
-                    (libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle),
-                    (libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_ADDED, self._on_device_added),
-                    (libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED, self._on_device),
-                ):
-                    conn.domainEventRegisterAny(None, event_id, callback, None)
+                subscribe(conn, self.offer)
                 break
             except libvirt.libvirtError as err:
                 log.warning(
@@ -150,22 +181,14 @@ class Agent:
         else:
             return
         self.conn = conn
-        self._stamp = object()
+        self.devices_changed()
         log.info("connected to %s", self.options.uri)
 
     def _on_close(self, _conn, _reason: int, conn: libvirt.virConnect) -> None:
         self.offer(_Closed(conn))
 
-    def _on_lifecycle(self, _conn, dom, event: int, _detail: int, _opaque) -> None:
-        self.offer(DomainEvent(dom.name(), event == libvirt.VIR_DOMAIN_EVENT_STARTED))
-
-    def _on_device(self, _conn, dom, _alias: str, _opaque) -> None:
-        self.offer(DomainEvent(dom.name(), False))
-
-    def _on_device_added(self, _conn, dom, _alias: str, _opaque) -> None:
-        # Any device may be a NIC: an alias is whatever its plugger chose (virsh
-        # attach-interface --alias ua-eth1), so every plug re-checks the guest's port rules.
-        self.offer(DomainEvent(dom.name(), False, nic_added=True))
+    def _closed(self, event: _Closed) -> None:
+        raise ConnectionLost(event.conn)
 
     def _drop_connection(self) -> None:
         log.warning("connection to libvirt lost; reconnecting")
@@ -175,15 +198,6 @@ class Agent:
                 conn.close()
             except libvirt.libvirtError:
                 pass
-
-    def index(self) -> dict[int, list[DiskRef]]:
-        """Device number -> running guests' disks on it (rebuilt after any device change)."""
-        if self._index is None or self._index_at is not self._stamp:
-            at = self._stamp
-            self._index = build_index(self.conn)
-            self._index_at = at
-            metrics.GUESTS.set(len({ref.guest for refs in self._index.values() for ref in refs}))
-        return self._index
 
     # ---- main loop --------------------------------------------------------------------
 
@@ -197,15 +211,18 @@ class Agent:
             source = start_udev_source(self.offer, self.options.udev_buffer)
             start_config_source(self.options.guests_dir, self.offer)
         self.connect()
+        waiting: list[object] = []
         if self.options.startup_reconcile:
             self._step(self.reconcile, "start")
-            self.workers.wait_idle(None if self.options.once else STARTUP_WAIT)
+            waiting = self._settle(None if self.options.once else STARTUP_WAIT)
         if self.options.once:
             return
         sd_notify("READY=1")
         log.info(
             "ready (block events from %s, configs in %s)", source or "-", self.options.guests_dir
         )
+        for event in waiting:
+            self._step(self._dispatch, event)
         checked = time.monotonic()
         while not self.stopping:
             if self.conn is None:
@@ -219,13 +236,33 @@ class Agent:
                 event = self.events.get(timeout=min(self._next_deadline(), ALIVE_CHECK))
             except queue.Empty:
                 event = None
-            self._step(self._accept, event)
-            self._step(self._process_due)
+            self._took(event)
+            self._step(self._dispatch, event)
+            self._step(self._dispatch_due)
             if time.monotonic() - checked > ALIVE_CHECK:
                 checked = time.monotonic()
                 if self.conn is not None and not _alive(self.conn):
                     self._drop_connection()
         sd_notify("STOPPING=1")
+
+    def _settle(self, timeout: float | None) -> list[object]:
+        """Run the work the first reconciliation queued, and the work that leads to, until
+        none is left or `timeout` passed. The sources' events wait: returned in order."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        waiting: list[object] = []
+        while not self.stopping and (deadline is None or time.monotonic() < deadline):
+            if self.workers.wait_idle(0) and self._work_queued == 0:
+                break
+            try:
+                item = self.events.get(timeout=SETTLE_POLL)
+            except queue.Empty:
+                continue
+            self._took(item)
+            if isinstance(item, Work):
+                self._step(self._dispatch, item)
+            elif item is not None:
+                waiting.append(item)
+        return waiting
 
     def _step(self, step, *args: object) -> None:
         """One step of the loop: a lost connection is dropped (reconnected next), any
@@ -247,49 +284,31 @@ class Agent:
         self.offer(None)
 
     def _next_deadline(self) -> float:
-        deadlines = [due for due, _ in self.pending_block.values()]
-        deadlines += [due for due, _ in self.pending_config.values()]
+        deadlines = [due for source in self.debounced for due in source.deadlines()]
         return max(0.0, min(deadlines) - time.monotonic()) if deadlines else ALIVE_CHECK
 
-    def _accept(self, event: object) -> None:
-        if isinstance(event, BlockEvent):
-            metrics.EVENTS.labels("block").inc()
-            due, first = self.pending_block.get(event.devnum, (None, None))
-            if first is None:
-                self.pending_block[event.devnum] = (event.seen + self.options.debounce, event)
-            else:
-                # the last action wins (remove then add = present); the first timestamp
-                # stays (latency is measured from it)
-                merged = BlockEvent(
-                    event.action, event.devnum, event.node, event.resize or first.resize, first.seen
-                )
-                self.pending_block[event.devnum] = (due, merged)
-        elif isinstance(event, ConfigEvent):
-            metrics.EVENTS.labels("config").inc()
-            self.pending_config[event.path] = (time.monotonic() + CONFIG_SETTLE, event.deleted)
-        elif isinstance(event, DomainEvent):
-            metrics.EVENTS.labels("libvirt").inc()
-            self._stamp = object()
-            if event.started:
-                self.submit(event.name, self.reconcile_domain, event.name)
-            elif event.nic_added:
-                self.submit(event.name, self.apply_ports, event.name)
-        elif isinstance(event, Resync):
-            metrics.EVENTS.labels(event.source).inc()
-            self.resync.set()
-        elif isinstance(event, _Closed):
-            raise ConnectionLost(event.conn)
+    def _dispatch(self, item: object) -> None:
+        """Hand an event or work item to its handler (see `routes`)."""
+        if item is None:
+            return
+        handler = self.routes[type(item)]
+        if not isinstance(item, Work):
+            handler(item)
+        elif item.guest is None:
+            self._guarded(handler, item)
+        else:
+            self.submit(item.guest, handler, item)
 
-    def _process_due(self) -> None:
+    def _dispatch_due(self) -> None:
+        """Hand on the block devices and config files whose debounce window ended."""
         now = time.monotonic()
-        for devnum, (due, event) in list(self.pending_block.items()):
-            if due <= now:
-                del self.pending_block[devnum]
-                self._guarded(self.handle_block, event)
-        for path, (due, deleted) in list(self.pending_config.items()):
-            if due <= now:
-                del self.pending_config[path]
-                self.submit(path.stem, self.handle_config, path, deleted)
+        for source in self.debounced:
+            for work in source.due(now):
+                self._dispatch(work)
+
+    def _lost_events(self, event: Resync) -> None:
+        metrics.EVENTS.labels(event.source).inc()
+        self.resync.set()
 
     def submit(self, guest: str, action, *args: object) -> None:
         """Run `action(*args)` in guest's worker (inline with --once)."""
@@ -339,174 +358,12 @@ class Agent:
                 log.error("%s failed: %s", where, _one_line(err))
                 log.debug("%s failure", where, exc_info=True)
 
-    # ---- host storage -----------------------------------------------------------------
-
-    def handle_block(self, event: BlockEvent) -> None:
-        """A block device changed, appeared or went away: bring the guests in line."""
-        size = host_size(event.devnum)
-        previous = self.known_size.get(event.devnum)
-        self.known_size[event.devnum] = size or 0
-        refs = self.index().get(event.devnum, [])
-        if event.action == "remove" or not size:
-            for ref in refs:
-                self.submit(ref.guest, self.device_gone, ref, event)
-            return
-        for ref in refs:
-            self.submit(ref.guest, self.forward, ref, size, event.seen)
-        if not previous:  # first seen, or back from size 0 / removed
-            self.attach_appearing(event.devnum)
-
-    def forward(self, ref: DiskRef, size: int, seen: float) -> None:
-        """Grow a running guest's disk to the host device's size (never shrink it).
-
-        The size is read again when the guest's turn comes: the last size wins.
-        """
-        number = devnum_of(ref.source)
-        size = (host_size(number) if number is not None else None) or size
-        dom = self.conn.lookupByName(ref.guest)
-        metrics.LIBVIRT_CALLS.labels("blockInfo").inc()
-        capacity = dom.blockInfo(ref.target)[0]
-        verdict = decide(size, capacity)
-        if verdict is Verdict.SHRINK:
-            metrics.REFUSED.inc()
-            log.error(
-                "refused shrink guest=%s disk=%s %s: %d -> %d bytes (would destroy data)",
-                ref.guest,
-                ref.target,
-                ref.source,
-                capacity,
-                size,
-            )
-            return
-        if verdict is not Verdict.GROW:
-            return
-        metrics.LIBVIRT_CALLS.labels("blockResize").inc()
-        dom.blockResize(ref.target, size, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
-        latency = time.monotonic() - seen
-        metrics.LATENCY.observe(latency)
-        metrics.FORWARDED.inc()
-        now = dom.blockInfo(ref.target)[0]
-        log.info(
-            "resize guest=%s disk=%s %s: %d -> %d bytes in %.1f ms%s",
-            ref.guest,
-            ref.target,
-            ref.source,
-            capacity,
-            size,
-            latency * 1e3,
-            "" if now == size else f" (guest capacity now {now})",
-        )
-
-    def device_gone(self, ref: DiskRef, event: BlockEvent) -> None:
-        """The backing device went away: unplug the disk from the running guest (or keep it)."""
-        if self.options.on_remove == "keep":
-            log.warning(
-                "backing %s of guest=%s disk=%s is gone; disk kept (--on-remove keep)",
-                ref.source,
-                ref.guest,
-                ref.target,
-            )
-            return
-        dom = self.conn.lookupByName(ref.guest)
-        disk = _live_disk(dom, ref.target)
-        if disk is None:
-            return
-        alias = disk.find("alias").get("name") if disk.find("alias") is not None else None
-        start = time.monotonic()
-        with RemovalWatch(self.conn, dom) as watch:
-            dom.detachDeviceFlags(
-                etree.tostring(disk, encoding="unicode"), libvirt.VIR_DOMAIN_AFFECT_LIVE
-            )
-            if alias:
-                watch.wait(alias, UNPLUG_TIMEOUT)
-        self._stamp = object()
-        metrics.HOTPLUGS.labels("detach").inc()
-        log.info(
-            "unplug guest=%s disk=%s: backing %s is gone (kept in the definition) in %.1f ms",
-            ref.guest,
-            ref.target,
-            ref.source,
-            (time.monotonic() - start) * 1e3,
-        )
-
-    def attach_appearing(self, devnum: int) -> None:
-        """A device appeared: plug it into running guests whose definition or config names it.
-
-        Only config files waiting for a device are looked at (their locations stat'ed),
-        so the cost does not grow with the number of config files.
-        """
-        for dom in self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
-            self.submit(dom.name(), self.replug, dom.name(), devnum)
-        for path in self.configs.waiting_for(lambda location: devnum_of(location) == devnum):
-            self.submit(path.stem, self.handle_config, path, False)
-
-    def replug(self, name: str, only: int | None = None) -> None:
-        """Re-plug the running guest's disks whose backing is back (see _replug_missing)."""
-        try:
-            dom = self.conn.lookupByName(name)
-        except libvirt.libvirtError:
-            return
-        if dom.isActive():
-            self._replug_missing(dom, only)
-
-    def _replug_missing(self, dom: libvirt.virDomain, only: int | None = None) -> None:
-        """Disks of the persistent definition missing from the running guest whose backing
-        exists again (unplugged earlier because it went away) are plugged back live."""
-        live = {target for target, _ in block_disks(dom.XMLDesc(0))}
-        persistent = etree.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE).encode())
-        for disk in persistent.iterfind("devices/disk[@type='block']"):
-            target, source = disk.find("target").get("dev"), disk.find("source")
-            if target in live or source is None:
-                continue
-            number = devnum_of(source.get("dev", ""))
-            if number is None or (only is not None and number != only) or not host_size(number):
-                continue
-            try:
-                check_replug(self.conn, dom, source.get("dev"))
-            except HpvmError as err:
-                metrics.FAILED.labels("replug").inc()
-                log.error("plug guest=%s disk=%s refused: %s", dom.name(), target, err)
-                continue
-            dom.attachDeviceFlags(
-                etree.tostring(disk, encoding="unicode"), libvirt.VIR_DOMAIN_AFFECT_LIVE
-            )
-            self._stamp = object()
-            metrics.HOTPLUGS.labels("attach").inc()
-            log.info(
-                "plug guest=%s disk=%s: backing %s is back", dom.name(), target, source.get("dev")
-            )
-
-    # ---- guests ----------------------------------------------------------------------
-
-    def reconcile_domain(self, name: str) -> None:
-        """A guest (re)started: each disk gets its device's size, each NIC its port's VLAN."""
-        try:
-            dom = self.conn.lookupByName(name)
-        except libvirt.libvirtError:
-            return
-        if not dom.isActive():
-            return
-        vswitches.apply_guest(HostView(self.conn), dom)
-        self._replug_missing(dom)
-        for target, source in block_disks(dom.XMLDesc(0)):
-            number = devnum_of(source)
-            size = host_size(number) if number is not None else None
-            if size:
-                self.forward(DiskRef(name, target, source), size, time.monotonic())
-
-    def apply_ports(self, name: str) -> None:
-        """A NIC was plugged (by anyone): every NIC of the guest gets its port's VLAN rule."""
-        try:
-            dom = self.conn.lookupByName(name)
-        except libvirt.libvirtError:
-            return
-        if dom.isActive():
-            vswitches.apply_guest(HostView(self.conn), dom)
+    # ---- the level-triggered safety net -------------------------------------------------
 
     def reconcile(self, reason: str = "start") -> None:
-        """Level-triggered safety net: apply every config file, fix every disk's size.
+        """Apply every config file, bring every running guest in line (ports, disks).
 
-        The guests' parts run in their workers; this returns once they are queued.
+        The guests' parts run in their workers; this returns once they are handed on.
         """
         start = time.monotonic()
         metrics.RECONCILES.labels(reason).inc()
@@ -515,80 +372,11 @@ class Agent:
             if v.up:  # restores the bridges after a host reboot
                 self._guarded(vswitches.start, host, v)
         for path in self.configs.paths():
-            self.submit(path.stem, self.handle_config, path, False)
+            self._dispatch(ApplyConfig(path.stem, path))
         for dom in self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
-            self.submit(dom.name(), self.reconcile_domain, dom.name())
-        self._stamp = object()
+            self._dispatch(ReconcileGuest(dom.name()))
+        self.devices_changed()
         log.info("reconcile (%s) queued in %.1f ms", reason, (time.monotonic() - start) * 1e3)
-
-    def handle_config(self, path: Path, deleted: bool) -> None:
-        """Make the guest named by a config file match it; a bad file changes nothing.
-
-        A deleted or empty file destroys nothing; options the file omits (-O -c -r -B -l)
-        leave the guest's settings as they are.
-        """
-        entry = None if deleted else self.configs.get(path)
-        if entry is None:
-            self.configs.forget(path)
-            log.warning("config %s deleted; guest %s is left as it is", path, path.stem)
-            return
-        if entry.error is not None:
-            metrics.CONFIGS_REFUSED.inc()
-            return  # logged once, when that version of the file was read
-        if entry.empty:
-            self.configs.waiting.pop(path, None)
-            log.warning(
-                "config %s is empty: treated like a deleted file; guest %s is left as it is",
-                path,
-                path.stem,
-            )
-            return
-        config = entry.config
-        desired = copy.deepcopy(config.guest)
-        waiting = [d for d in desired.storage if not _present(d)]
-        for dev in waiting:
-            log.info("config %s: waiting for %s to appear", path, dev.location)
-        if waiting:
-            self.configs.waiting[path] = [d.location for d in waiting]
-        else:
-            self.configs.waiting.pop(path, None)
-        desired.storage = [d for d in desired.storage if d not in waiting]
-        try:
-            dom = self.conn.lookupByName(desired.name)
-        except libvirt.libvirtError:
-            dom = None
-        if dom is None:
-            dom = define_guest(self.conn, desired, desired.virt_type or detect_virt_type())
-            log.info("define guest=%s from %s", desired.name, path)
-            if desired.autoboot:
-                dom.create()
-                log.info("start guest=%s (-B auto)", desired.name)
-            return
-        add, delete = diff_devices(desired, config_guest(dom))
-        delete = [d for d in delete if not any(_same_backing(d, w) for w in waiting)]
-        if add or delete:
-            changes = change_devices(self.conn, dom, add, delete)
-            self._stamp = object()
-            for change in changes:
-                log.info(
-                    "config %s: %s guest=%s %s",
-                    path.name,
-                    change.action,
-                    desired.name,
-                    format_statement(change.device),
-                )
-        given = config.given
-        settings = GuestSettings(
-            desired.vcpus if "vcpus" in given else None,
-            desired.memory_mb if "memory" in given else None,
-            desired.os_type if "os_type" in given else None,
-            desired.label if "label" in given else None,
-            desired.autoboot if "boot_attr" in given else None,
-        )
-        if apply_settings(self.conn, dom, settings):
-            log.info(
-                "config %s: settings of guest=%s changed (next start)", path.name, desired.name
-            )
 
 
 def _alive(conn: libvirt.virConnect) -> bool:
@@ -609,26 +397,3 @@ def _rpc_failure(err: Exception) -> bool:
 def _one_line(err: Exception) -> str:
     text = " ".join(str(err).split())
     return f"{type(err).__name__}: {text[:300]}"
-
-
-def _live_disk(dom: libvirt.virDomain, target: str) -> etree._Element | None:
-    root = etree.fromstring(dom.XMLDesc(0).encode())
-    for disk in root.iterfind("devices/disk"):
-        t = disk.find("target")
-        if t is not None and t.get("dev") == target:
-            return disk
-    return None
-
-
-def _present(device: StorageDevice) -> bool:
-    """Is the backing there (a block device counts once it has a size, e.g. a bound loop)?"""
-    if device.storage is StorageType.NULL:
-        return True
-    number = devnum_of(device.location)
-    if number is not None:
-        return bool(host_size(number))
-    return Path(device.location).exists()
-
-
-def _same_backing(device: Device, waiting: StorageDevice) -> bool:
-    return isinstance(device, StorageDevice) and device.location == waiting.location

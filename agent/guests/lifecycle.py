@@ -14,7 +14,7 @@ from agent.storage.backing import backing_size
 from agent.storage.hostcheck import check_backing
 from translators.allocate import complete
 from translators.errors import HpvmError
-from translators.model import Device, Guest, NetworkDevice, StorageDevice
+from translators.model import Device, Guest
 from translators.plan import Action, Change, plan_modify
 from translators.render import render_domain, to_string
 from translators.validate import check_guest, check_sizes
@@ -63,8 +63,8 @@ def plan_devices(
     before = config_guest(dom)
     after, changes = plan_modify(before, add, delete, change, host.claims(exclude=before.name))
     for item in changes:
-        if item.action is not Action.DETACH and isinstance(item.device, StorageDevice):
-            check_backing(item.device)
+        if item.action is not Action.DETACH and item.device.HOST_BACKED:
+            check_backing(item.device)  # type: ignore[arg-type]
     return before, after, changes
 
 
@@ -75,11 +75,15 @@ def change_devices(
     delete: list[Device],
     change: list[Device] | None = None,
 ) -> list[Change]:
-    """Plan, check and apply a device change (live and persistent where it runs)."""
+    """Plan, check and apply a device change (live and persistent where it runs).
+
+    The one path of `hpvmmodify` and the agent: the Applier, then the vswitch
+    port rules of NICs plugged (before their link is up) or moved.
+    """
     host = HostView(conn)
-    before, after, changes = plan_devices(conn, dom, add, delete, change or [], host)
+    _, after, changes = plan_devices(conn, dom, add, delete, change or [], host)
     if changes:
-        Applier(conn, dom, port_rule(conn, dom, changes, host)).apply(before, changes, after)
+        Applier(conn, dom, port_rule(conn, dom, changes, host)).apply(changes, after)
         refresh_vlans(conn, dom, changes, host)
     return changes
 
@@ -89,13 +93,9 @@ def port_rule(
     dom: libvirt.virDomain,
     changes: list[Change],
     host: HostView | None = None,
-) -> Callable[[NetworkDevice], None] | None:
+) -> Callable[[Device], None] | None:
     """For an Applier: sets a plugged NIC's port rule, when NICs go onto hpvmnet vswitches."""
-    plugged = [
-        c.device
-        for c in changes
-        if c.action is Action.ATTACH and isinstance(c.device, NetworkDevice)
-    ]
+    plugged = [c.device for c in changes if c.action is Action.ATTACH and c.device.ON_VSWITCH]
     host = host or HostView(conn)
     if not plugged or not dom.isActive() or not host.on_vswitches(plugged):
         return None
@@ -115,11 +115,7 @@ def refresh_vlans(
     A NIC moved onto a bridge that is not an hpvmnet vswitch loses its rule.
     (A plugged NIC got its rule before its link came up: `port_rule`.)
     """
-    moved = [
-        c.device
-        for c in changes
-        if isinstance(c.device, NetworkDevice) and c.action is Action.UPDATE
-    ]
+    moved = [c.device for c in changes if c.action is Action.UPDATE and c.device.ON_VSWITCH]
     if not moved or not dom.isActive():
         return
     host = host or HostView(conn)

@@ -1,0 +1,218 @@
+"""Host block devices (udev events): sizes forwarded, gone disks unplugged, returning
+ones plugged back.
+
+Events of one device arriving within `debounce` of its first are coalesced, the
+last action winning: the size is read from sysfs when the device is handled, so
+a burst ends at its final size.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import libvirt
+
+from agent.daemon import metrics
+from agent.daemon.debounce import Debounce
+from agent.daemon.index import DiskRef, build_index, devnum_of, running_domain
+from agent.daemon.sizes import Verdict, decide, host_size
+from agent.daemon.sources import BlockEvent
+from agent.daemon.work import (
+    ApplyConfig,
+    BlockSettled,
+    DeviceAppeared,
+    DiskGone,
+    Forward,
+    Replug,
+    ResizeDisks,
+)
+from agent.guests.removal import RemovalWatch
+from agent.storage.startcheck import check_replug
+from translators.errors import HpvmError
+from translators.live import block_disks, find_disk, missing_block_disks
+
+if TYPE_CHECKING:
+    from agent.daemon.service import Agent
+
+log = logging.getLogger("avio-agent")
+
+UNPLUG_TIMEOUT = 30.0
+
+
+class BlockHandlers:
+    """The agent's handlers of block-device events and of the work they lead to."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.pending: Debounce[BlockSettled] = Debounce()  # by device number
+        self.known_size: dict[int, int] = {}
+        self._index: dict[int, list[DiskRef]] | None = None
+        self._index_at = -1  # the agent's device generation the index was built at
+
+    def index(self) -> dict[int, list[DiskRef]]:
+        """Device number -> running guests' disks on it (rebuilt after any device change)."""
+        if self._index is None or self._index_at != self.agent.generation:
+            at = self.agent.generation
+            self._index = build_index(self.agent.conn)
+            self._index_at = at
+            metrics.GUESTS.set(len({ref.guest for refs in self._index.values() for ref in refs}))
+        return self._index
+
+    # ---- debounce ---------------------------------------------------------------------
+
+    def accept(self, event: BlockEvent) -> None:
+        """Count a uevent and hold it until its device's debounce window ends."""
+        metrics.EVENTS.labels("block").inc()
+        held = self.pending.held(event.devnum)
+        if held is None:
+            due = event.seen + self.agent.options.debounce
+        else:
+            # the last action wins (remove then add = present); the first timestamp
+            # stays (latency is measured from it)
+            due, first = held[0], held[1].event
+            event = BlockEvent(
+                event.action, event.devnum, event.node, event.resize or first.resize, first.seen
+            )
+        self.pending.hold(event.devnum, due, BlockSettled(None, event))
+
+    # ---- handlers ---------------------------------------------------------------------
+
+    def handle_block(self, work: BlockSettled) -> None:
+        """A block device changed, appeared or went away: bring the guests in line."""
+        event, put = work.event, self.agent.offer
+        size = host_size(event.devnum)
+        previous = self.known_size.get(event.devnum)
+        self.known_size[event.devnum] = size or 0
+        refs = self.index().get(event.devnum, [])
+        if event.action == "remove" or not size:
+            for ref in refs:
+                put(DiskGone(ref.guest, ref, event))
+            return
+        for ref in refs:
+            put(Forward(ref.guest, ref, size, event.seen))
+        if not previous:  # first seen, or back from size 0 / removed
+            put(DeviceAppeared(None, event.devnum))
+
+    def forward(self, work: Forward) -> None:
+        """Grow a running guest's disk to the host device's size (never shrink it).
+
+        The size is read again when the guest's turn comes: the last size wins.
+        """
+        ref, conn = work.ref, self.agent.conn
+        number = devnum_of(ref.source)
+        size = (host_size(number) if number is not None else None) or work.size
+        dom = conn.lookupByName(ref.guest)
+        metrics.LIBVIRT_CALLS.labels("blockInfo").inc()
+        capacity = dom.blockInfo(ref.target)[0]
+        verdict = decide(size, capacity)
+        if verdict is Verdict.SHRINK:
+            metrics.REFUSED.inc()
+            log.error(
+                "refused shrink guest=%s disk=%s %s: %d -> %d bytes (would destroy data)",
+                ref.guest,
+                ref.target,
+                ref.source,
+                capacity,
+                size,
+            )
+            return
+        if verdict is not Verdict.GROW:
+            return
+        metrics.LIBVIRT_CALLS.labels("blockResize").inc()
+        dom.blockResize(ref.target, size, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
+        latency = time.monotonic() - work.seen
+        metrics.LATENCY.observe(latency)
+        metrics.FORWARDED.inc()
+        now = dom.blockInfo(ref.target)[0]
+        log.info(
+            "resize guest=%s disk=%s %s: %d -> %d bytes in %.1f ms%s",
+            ref.guest,
+            ref.target,
+            ref.source,
+            capacity,
+            size,
+            latency * 1e3,
+            "" if now == size else f" (guest capacity now {now})",
+        )
+
+    def device_gone(self, work: DiskGone) -> None:
+        """The backing device went away: unplug the disk from the running guest (or keep it)."""
+        ref, conn = work.ref, self.agent.conn
+        if self.agent.options.on_remove == "keep":
+            log.warning(
+                "backing %s of guest=%s disk=%s is gone; disk kept (--on-remove keep)",
+                ref.source,
+                ref.guest,
+                ref.target,
+            )
+            return
+        dom = conn.lookupByName(ref.guest)
+        disk = find_disk(dom.XMLDesc(0), ref.target)
+        if disk is None:
+            return
+        start = time.monotonic()
+        with RemovalWatch(conn, dom) as watch:
+            dom.detachDeviceFlags(disk.xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+            if disk.alias:
+                watch.wait(disk.alias, UNPLUG_TIMEOUT)
+        self.agent.devices_changed()
+        metrics.HOTPLUGS.labels("detach").inc()
+        log.info(
+            "unplug guest=%s disk=%s: backing %s is gone (kept in the definition) in %.1f ms",
+            ref.guest,
+            ref.target,
+            ref.source,
+            (time.monotonic() - start) * 1e3,
+        )
+
+    def attach_appearing(self, work: DeviceAppeared) -> None:
+        """A device appeared: plug it into running guests whose definition or config names it.
+
+        Only config files waiting for a device are looked at (their locations stat'ed),
+        so the cost does not grow with the number of config files.
+        """
+        devnum, put = work.devnum, self.agent.offer
+        for dom in self.agent.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+            put(Replug(dom.name(), devnum))
+        waiting = self.agent.configs.waiting_for(lambda location: devnum_of(location) == devnum)
+        for path in waiting:
+            put(ApplyConfig(path.stem, path))
+
+    def replug(self, work: Replug) -> None:
+        """Disks of the persistent definition missing from the running guest whose backing
+        exists again (unplugged earlier because it went away) are plugged back live."""
+        conn = self.agent.conn
+        dom = running_domain(conn, work.guest)
+        if dom is None:
+            return
+        persistent = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+        for disk in missing_block_disks(persistent, dom.XMLDesc(0)):
+            number = devnum_of(disk.source)
+            if number is None or work.devnum not in (None, number) or not host_size(number):
+                continue
+            try:
+                check_replug(conn, dom, disk.source)
+            except HpvmError as err:
+                metrics.FAILED.labels("replug").inc()
+                log.error("plug guest=%s disk=%s refused: %s", dom.name(), disk.target, err)
+                continue
+            dom.attachDeviceFlags(disk.xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+            self.agent.devices_changed()
+            metrics.HOTPLUGS.labels("attach").inc()
+            log.info(
+                "plug guest=%s disk=%s: backing %s is back", dom.name(), disk.target, disk.source
+            )
+
+    def resize_disks(self, work: ResizeDisks) -> None:
+        """Each block disk of the running guest gets its host device's size."""
+        dom = running_domain(self.agent.conn, work.guest)
+        if dom is None:
+            return
+        for target, source in block_disks(dom.XMLDesc(0)):
+            number = devnum_of(source)
+            size = host_size(number) if number is not None else None
+            if size:
+                ref = DiskRef(work.guest, target, source)
+                self.agent.offer(Forward(work.guest, ref, size, time.monotonic()))
