@@ -6,7 +6,7 @@ import sys
 
 from agent.cli.common import EXIT_OK, connect, guest_locked, run, warn
 from agent.cli.options import modify_parser
-from agent.guests.inventory import lookup
+from agent.guests.inventory import HostView, lookup
 from agent.guests.lifecycle import change_devices, plan_devices
 from agent.guests.settings import GuestSettings, apply_settings
 from translators.errors import Warnings
@@ -25,11 +25,12 @@ def modify(argv: list[str]) -> int:
     warn(PROG, warnings)
     conn = connect(options.connect)
     dom = lookup(conn, options.name)
+    host = HostView(conn)
     if options.print_xml:
-        before, after, _ = plan_devices(conn, dom, add, delete, change)
+        before, after, _ = plan_devices(conn, dom, add, delete, change, host)
         sys.stdout.write(to_string(render_domain(after, before.virt_type or "qemu")))
         return EXIT_OK
-    change_devices(conn, dom, add, delete, change)
+    change_devices(conn, dom, add, delete, change, host)
     settings = GuestSettings(
         vcpus=options.vcpus,
         memory_mb=options.memory,

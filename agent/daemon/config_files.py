@@ -27,7 +27,7 @@ from agent.guests.inventory import config_guest
 from agent.guests.lifecycle import change_devices, define_guest
 from agent.guests.settings import GuestSettings, apply_settings
 from translators.grammar import format_statement
-from translators.model import Device, StorageDevice, StorageType
+from translators.model import StorageDevice, StorageType
 
 if TYPE_CHECKING:
     from agent.daemon.service import Agent
@@ -94,8 +94,11 @@ class ConfigHandlers:
                 dom.create()
                 log.info("start guest=%s (-B auto)", desired.name)
             return
-        add, delete = diff_devices(desired, config_guest(dom))
-        delete = [d for d in delete if not any(_same_backing(d, w) for w in waiting)]
+        current = config_guest(dom)
+        add, delete = diff_devices(desired, current)
+        # A disk whose backing is away stays in the definition until it comes back.
+        away = {w.location for w in waiting}
+        delete = [d for d in delete if not (d in current.storage and d.location in away)]
         if add or delete:
             changes = change_devices(conn, dom, add, delete)
             self.agent.devices_changed()
@@ -129,7 +132,3 @@ def _present(device: StorageDevice) -> bool:
     if number is not None:
         return bool(host_size(number))
     return Path(device.location).exists()
-
-
-def _same_backing(device: Device, waiting: StorageDevice) -> bool:
-    return isinstance(device, StorageDevice) and device.location == waiting.location

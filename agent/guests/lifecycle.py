@@ -74,13 +74,14 @@ def change_devices(
     add: list[Device],
     delete: list[Device],
     change: list[Device] | None = None,
+    host: HostView | None = None,
 ) -> list[Change]:
     """Plan, check and apply a device change (live and persistent where it runs).
 
     The one path of `hpvmmodify` and the agent: the Applier, then the vswitch
     port rules of NICs plugged (before their link is up) or moved.
     """
-    host = HostView(conn)
+    host = host or HostView(conn)
     _, after, changes = plan_devices(conn, dom, add, delete, change or [], host)
     if changes:
         Applier(conn, dom, port_rule(conn, dom, changes, host)).apply(changes, after)

@@ -205,6 +205,13 @@ def test_config_edits_add_and_remove_disks_live(rig):
     mark = log.mark()
     config.write_text(base)
     log.wait_for(rf"^AVIO disk- {added.group(1)}$", timeout=20, since=mark)
+    # The guest lets go before the agent has updated the persistent definition:
+    # the agent's own line says the change is complete.
+    done = f"config {config.name}: detach guest={name} "
+    deadline = time.monotonic() + 20
+    while done not in rig["agent"].text():
+        assert time.monotonic() < deadline, "the agent never logged the detach"
+        time.sleep(0.1)
     before = (domain_xml(name), domain_xml(name, inactive=False))
     config.write_text(base + f"-a disk:avio_stor:0,0,9:disk:{dev}\n-r lots\n")
     time.sleep(1.5)
