@@ -11,9 +11,15 @@ def many(template: str, count: int) -> list[str]:
     return [arg for i in range(count) for arg in ("-a", template.format(i=i))]
 
 
+def refusal(words: str, *statements: str) -> tuple[list[str], str, str]:
+    """A case: each statement given with -a; the last one is quoted, with `words`."""
+    return [arg for statement in statements for arg in ("-a", statement)], statements[-1], words
+
+
 DISK = "disk:avio_stor:{}:disk:/dev/sdb"
 REFUSALS = {
-    # name: (argv after -P g, offending statement to quote, words in the message)
+    # name: (argv after -P g, offending statement to quote, words in the message),
+    # or refusal(words, statements...): each given with -a, the last one quoted
     "129th AVIO device": (
         many("disk:avio_stor::file:/var/lib/g/d{i}", 129),
         "disk:avio_stor::file:/var/lib/g/d128",
@@ -24,119 +30,58 @@ REFUSALS = {
         "disk:scsi::file:/var/lib/g/d30",
         "more than 30 VIO devices",
     ),
-    "AVIO bus 8": (["-a", DISK.format("8,0,0")], DISK.format("8,0,0"), "PCI bus 8"),
-    "slot 8": (["-a", DISK.format("0,8,0")], DISK.format("0,8,0"), "PCI slot 8"),
-    "AVIO target 128": (["-a", DISK.format("0,0,128")], DISK.format("0,0,128"), "target 128"),
-    "VIO target 7": (
-        ["-a", "disk:scsi:0,0,7:disk:/dev/sdb"],
-        "disk:scsi:0,0,7:disk:/dev/sdb",
-        "LSI SCSI id) 7 out of range 0-6",
+    "AVIO bus 8": refusal("PCI bus 8", DISK.format("8,0,0")),
+    "slot 8": refusal("PCI slot 8", DISK.format("0,8,0")),
+    "AVIO target 128": refusal("target 128", DISK.format("0,0,128")),
+    "VIO target 7": refusal("LSI SCSI id) 7 out of range 0-6", "disk:scsi:0,0,7:disk:/dev/sdb"),
+    "VIO bus 7": refusal("bus 7", "disk:scsi:7,0,0:disk:/dev/sdb"),
+    "duplicate address": refusal(
+        "already used", "disk:avio_stor:0,1,3:disk:/dev/sdb", "disk:avio_stor:0,1,3:disk:/dev/sdc"
     ),
-    "VIO bus 7": (
-        ["-a", "disk:scsi:7,0,0:disk:/dev/sdb"],
-        "disk:scsi:7,0,0:disk:/dev/sdb",
-        "bus 7",
-    ),
-    "duplicate address": (
-        ["-a", "disk:avio_stor:0,1,3:disk:/dev/sdb", "-a", "disk:avio_stor:0,1,3:disk:/dev/sdc"],
-        "disk:avio_stor:0,1,3:disk:/dev/sdc",
-        "already used",
-    ),
-    "duplicate backing": (
-        ["-a", "disk:avio_stor::disk:/dev/sdb", "-a", "disk:avio_stor::disk:/dev/sdb"],
-        "disk:avio_stor::disk:/dev/sdb",
+    "duplicate backing": refusal(
         "already used in this guest",
+        "disk:avio_stor::disk:/dev/sdb",
+        "disk:avio_stor::disk:/dev/sdb",
     ),
-    "null for a disk": (
-        ["-a", "disk:avio_stor::null:/var/iso"],
-        "disk:avio_stor::null:/var/iso",
-        "only for dvd",
+    "null for a disk": refusal("only for dvd", "disk:avio_stor::null:/var/iso"),
+    "tape on AVIO": refusal("not supported with avio_stor", "tape:avio_stor::disk:/dev/st0"),
+    "changer on AVIO": refusal("not supported with avio_stor", "changer:aviostor::disk:/dev/sch0"),
+    "burner on AVIO": refusal("not supported with avio_stor", "burner:avio_stor::disk:/dev/sr0"),
+    "attach on AVIO": refusal(
+        "'attach' backing is not supported", "dvd:avio_stor::attach:/dev/sr0"
     ),
-    "tape on AVIO": (
-        ["-a", "tape:avio_stor::disk:/dev/st0"],
-        "tape:avio_stor::disk:/dev/st0",
-        "not supported with avio_stor",
+    "tape pass-through on VIO": refusal("pass-through", "tape:scsi::attach:/dev/rscsi/c6t5d0"),
+    "npiv": refusal(
+        "NPIV", "hba:avio_stor:1,1,0x50060b00006499a8,0x50060b00006499a9:npiv:/dev/fcd0"
     ),
-    "changer on AVIO": (
-        ["-a", "changer:aviostor::disk:/dev/sch0"],
-        "changer:aviostor::disk:/dev/sch0",
-        "not supported with avio_stor",
+    "localnet with avio_lan": refusal("localnet", "network:avio_lan::vswitch:localnet"),
+    "MAC not locally administered": refusal(
+        "not locally administered", "network:avio_lan:,,00-11-22-33-44-55:vswitch:sw1"
     ),
-    "burner on AVIO": (
-        ["-a", "burner:avio_stor::disk:/dev/sr0"],
-        "burner:avio_stor::disk:/dev/sr0",
-        "not supported with avio_stor",
-    ),
-    "attach on AVIO": (
-        ["-a", "dvd:avio_stor::attach:/dev/sr0"],
-        "dvd:avio_stor::attach:/dev/sr0",
-        "'attach' backing is not supported",
-    ),
-    "tape pass-through on VIO": (
-        ["-a", "tape:scsi::attach:/dev/rscsi/c6t5d0"],
-        "tape:scsi::attach:/dev/rscsi/c6t5d0",
-        "pass-through",
-    ),
-    "npiv": (
-        ["-a", "hba:avio_stor:1,1,0x50060b00006499a8,0x50060b00006499a9:npiv:/dev/fcd0"],
-        "hba:avio_stor:1,1,0x50060b00006499a8,0x50060b00006499a9:npiv:/dev/fcd0",
-        "NPIV",
-    ),
-    "localnet with avio_lan": (
-        ["-a", "network:avio_lan::vswitch:localnet"],
-        "network:avio_lan::vswitch:localnet",
-        "localnet",
-    ),
-    "MAC not locally administered": (
-        ["-a", "network:avio_lan:,,00-11-22-33-44-55:vswitch:sw1"],
-        "network:avio_lan:,,00-11-22-33-44-55:vswitch:sw1",
-        "not locally administered",
-    ),
-    "multicast MAC": (
-        ["-a", "network:lan:,,0x030000000001:vswitch:sw1"],
-        "network:lan:,,0x030000000001:vswitch:sw1",
-        "multicast",
-    ),
-    "bad MAC": (
-        ["-a", "network:lan:,,2a-2e-5a:vswitch:sw1"],
-        "network:lan:,,2a-2e-5a:vswitch:sw1",
-        "bad MAC",
-    ),
-    "MAC twice in a guest": (
-        [
-            "-a",
-            "network:lan:,,2a-00-00-00-00-01:vswitch:sw1",
-            "-a",
-            "network:avio_lan:,,0x2A0000000001:vswitch:sw2",
-        ],
-        "network:avio_lan:,,0x2A0000000001:vswitch:sw2",
+    "multicast MAC": refusal("multicast", "network:lan:,,0x030000000001:vswitch:sw1"),
+    "bad MAC": refusal("bad MAC", "network:lan:,,2a-2e-5a:vswitch:sw1"),
+    "MAC twice in a guest": refusal(
         "already used",
+        "network:lan:,,2a-00-00-00-00-01:vswitch:sw1",
+        "network:avio_lan:,,0x2A0000000001:vswitch:sw2",
     ),
-    "NIC in an HBA's slot": (
-        ["-a", "disk:avio_stor:0,1,0:disk:/dev/sdb", "-a", "network:avio_lan:0,1:vswitch:sw1"],
+    "NIC in an HBA's slot": refusal(
+        "slot 1 is already used",
+        "disk:avio_stor:0,1,0:disk:/dev/sdb",
         "network:avio_lan:0,1:vswitch:sw1",
-        "slot 1 is already used",
     ),
-    "VIO disk on an AVIO HBA": (
-        ["-a", "disk:avio_stor:0,1,0:disk:/dev/sdb", "-a", "disk:scsi:0,1,1:disk:/dev/sdc"],
+    "VIO disk on an AVIO HBA": refusal(
+        "slot 1 is already used",
+        "disk:avio_stor:0,1,0:disk:/dev/sdb",
         "disk:scsi:0,1,1:disk:/dev/sdc",
-        "slot 1 is already used",
     ),
-    "port id 512": (
-        ["-a", "network:avio_lan::vswitch:sw1:portid:512"],
-        "network:avio_lan::vswitch:sw1:portid:512",
-        "port id 512",
-    ),
-    "unknown adapter": (["-a", "disk:ide::disk:/dev/sdb"], "disk:ide::disk:/dev/sdb", "adapter"),
-    "unknown device type": (
-        ["-a", "floppy:scsi::disk:/dev/fd0"],
-        "floppy:scsi::disk:/dev/fd0",
-        "unknown device type",
-    ),
-    "relative path": (["-a", "disk:scsi::disk:sdb"], "disk:scsi::disk:sdb", "not absolute"),
-    "missing fields": (["-a", "disk:avio_stor:0,0,0"], "disk:avio_stor:0,0,0", "5 fields"),
-    "non-numeric target": (["-a", DISK.format("0,0,x")], DISK.format("0,0,x"), "not a number"),
-    "dvd on lv": (["-a", "dvd:avio_stor::lv:/dev/vg/lv"], "dvd:avio_stor::lv:/dev/vg/lv", "dvd"),
+    "port id 512": refusal("port id 512", "network:avio_lan::vswitch:sw1:portid:512"),
+    "unknown adapter": refusal("adapter", "disk:ide::disk:/dev/sdb"),
+    "unknown device type": refusal("unknown device type", "floppy:scsi::disk:/dev/fd0"),
+    "relative path": refusal("not absolute", "disk:scsi::disk:sdb"),
+    "missing fields": refusal("5 fields", "disk:avio_stor:0,0,0"),
+    "non-numeric target": refusal("not a number", DISK.format("0,0,x")),
+    "dvd on lv": refusal("dvd", "dvd:avio_stor::lv:/dev/vg/lv"),
 }
 
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import pytest
 
@@ -29,19 +32,53 @@ def require_host() -> None:
         pytest.skip("qemu:///system is not reachable (run scripts/setup-host.sh)")
 
 
+class Cleanable(Protocol):
+    def cleanup(self) -> None: ...
+
+
+T = TypeVar("T", bound=Cleanable)
+
+
+def made_on_host(make: Callable[[], T]) -> Iterator[T]:
+    """Fixture body: on a usable host, yield make() and call its cleanup() afterwards."""
+    require_host()
+    made = make()
+    try:
+        yield made
+    finally:
+        made.cleanup()
+
+
 def sh(*args: str) -> str:
     return subprocess.run(args, check=True, capture_output=True, text=True).stdout.strip()
+
+
+@contextmanager
+def mounted(dev: str, where: Path) -> Iterator[None]:
+    """`dev` (made ext4) mounted on the host under a test directory, unmounted afterwards."""
+    sh("mkfs.ext4", "-q", "-F", dev)
+    where.mkdir()
+    sh("mount", dev, str(where))
+    try:
+        yield
+    finally:
+        sh("umount", str(where))
 
 
 @pytest.fixture
 def host():
     """A guestkit.Host (loop devices, bridges, guests made by the test), all removed after."""
-    require_host()
     from tests.host.guestkit import Host
 
-    made = Host()
-    yield made
-    made.cleanup()
+    yield from made_on_host(Host)
+
+
+@pytest.fixture(scope="module")
+def module_host():
+    """A guestkit.Host shared by the tests of one module, all removed after the module."""
+    from tests.host.guestkit import Host
+
+    yield from made_on_host(Host)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tests.conftest import REPO
@@ -41,6 +42,21 @@ def hpvm(command: str, *args: str, check: bool = True) -> subprocess.CompletedPr
     return result
 
 
+def poll_for(
+    text: Callable[[], str], pattern: str, timeout: float, since: int = 0
+) -> re.Match | None:
+    """The first match of `pattern` (multiline) in text() after `since`; None after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    regex = re.compile(pattern, re.MULTILINE)
+    while True:
+        match = regex.search(text(), since)
+        if match:
+            return match
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.05)
+
+
 class ConsoleLog:
     """The guest's serial console log, as virtlogd writes it."""
 
@@ -57,16 +73,11 @@ class ConsoleLog:
         return len(self.text())
 
     def wait_for(self, pattern: str, timeout: float = 60.0, since: int = 0) -> re.Match:
-        deadline = time.monotonic() + timeout
-        regex = re.compile(pattern, re.MULTILINE)
-        while True:
-            match = regex.search(self.text(), since)
-            if match:
-                return match
-            if time.monotonic() > deadline:
-                tail = "\n".join(self.text().splitlines()[-30:])
-                raise TimeoutError(f"no /{pattern}/ in {self.path} after {timeout} s:\n{tail}")
-            time.sleep(0.05)
+        match = poll_for(self.text, pattern, timeout, since)
+        if match is None:
+            tail = "\n".join(self.text().splitlines()[-30:])
+            raise TimeoutError(f"no /{pattern}/ in {self.path} after {timeout} s:\n{tail}")
+        return match
 
 
 class Host:
@@ -222,6 +233,44 @@ class AgentProcess:
                 if line.startswith(name + " ") or line.startswith(name + "{"):
                     return float(line.rsplit(" ", 1)[1])
         return 0.0
+
+
+def agent_rig(host: Host, boot_timeout: float = 120.0) -> Iterator[dict]:
+    """Fixture body: a guest booted on a 64 MiB loop disk and an agent running for it."""
+    agent = None
+    try:
+        disk = host.loop(64)
+        guests_dir = host.tmp / "guests"
+        guests_dir.mkdir()
+        name, log = host.boot_guest(f"disk:avio_stor:0,0,3:disk:{disk}", timeout=boot_timeout)
+        agent = AgentProcess(guests_dir, host.tmp / "agent.log", free_port())
+        agent.start()
+        yield {
+            "host": host,
+            "name": name,
+            "log": log,
+            "disk": disk,
+            "image": host.tmp / "disk0.img",
+            "agent": agent,
+            "guests_dir": guests_dir,
+            "size_mb": 64,
+        }
+    finally:
+        if agent:
+            agent.stop()
+
+
+def agent_once(guests_dir: Path) -> subprocess.CompletedProcess:
+    """One `avio-agent --once` reconcile of `guests_dir`; it must succeed."""
+    result = subprocess.run(
+        [str(BIN / "avio-agent"), "--once", "--guests-dir", str(guests_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "AVIO_VIRT_TYPE": "qemu"},
+    )
+    assert result.returncode == 0, result.stderr
+    return result
 
 
 def free_port() -> int:

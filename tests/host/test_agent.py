@@ -14,12 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.host.conftest import domain_xml, require_host
+from tests.host.conftest import domain_xml
 from tests.host.guestkit import (
     BIN,
-    AgentProcess,
-    Host,
-    free_port,
+    agent_rig,
     grow,
     hpvm,
     new_loop_node,
@@ -31,32 +29,8 @@ SECTORS_PER_MB = 2048
 
 
 @pytest.fixture(scope="module")
-def rig():
-    require_host()
-    host = Host()
-    agent = None
-    try:
-        disk = host.loop(64)
-        image = host.tmp / "disk0.img"
-        guests_dir = host.tmp / "guests"
-        guests_dir.mkdir()
-        name, log = host.boot_guest(f"disk:avio_stor:0,0,3:disk:{disk}")
-        agent = AgentProcess(guests_dir, host.tmp / "agent.log", free_port())
-        agent.start()
-        yield {
-            "host": host,
-            "name": name,
-            "log": log,
-            "disk": disk,
-            "image": image,
-            "agent": agent,
-            "guests_dir": guests_dir,
-            "size_mb": 64,
-        }
-    finally:
-        if agent:
-            agent.stop()
-        host.cleanup()
+def rig(module_host):
+    yield from agent_rig(module_host)
 
 
 def guest_size_after(rig, mark: int, size_mb: int, timeout: float) -> float:

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.host.conftest import domain_xml, require_host
+from tests.host.conftest import domain_xml
 from tests.host.guestkit import (
     AgentProcess,
-    Host,
-    free_port,
+    agent_rig,
     grow,
     hpvm,
+    poll_for,
     restart_libvirtd,
 )
 
@@ -36,44 +36,16 @@ BOOT_TIMEOUT = 600  # tolerates a host loaded by other test runs
 
 
 @pytest.fixture(scope="module")
-def rig():
-    require_host()
-    host = Host()
-    agent = None
-    try:
-        disk = host.loop(64)
-        guests_dir = host.tmp / "guests"
-        guests_dir.mkdir()
-        name, log = host.boot_guest(f"disk:avio_stor:0,0,3:disk:{disk}", timeout=BOOT_TIMEOUT)
-        agent = AgentProcess(guests_dir, host.tmp / "agent.log", free_port())
-        agent.start()
-        yield {
-            "host": host,
-            "name": name,
-            "log": log,
-            "disk": disk,
-            "image": host.tmp / "disk0.img",
-            "agent": agent,
-            "guests_dir": guests_dir,
-            "size_mb": 64,
-        }
-    finally:
-        if agent:
-            agent.stop()
-        host.cleanup()
+def rig(module_host):
+    yield from agent_rig(module_host, boot_timeout=BOOT_TIMEOUT)
 
 
 def wait_log(agent: AgentProcess, pattern: str, timeout: float, since: int = 0) -> re.Match:
     """The agent's own log line matching `pattern` (after byte `since`)."""
-    deadline = time.monotonic() + timeout
-    regex = re.compile(pattern, re.M)
-    while True:
-        match = regex.search(agent.text(), since)
-        if match:
-            return match
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no /{pattern}/ in the agent log:\n{agent.text()[-3000:]}")
-        time.sleep(0.05)
+    match = poll_for(agent.text, pattern, timeout, since)
+    if match is None:
+        raise TimeoutError(f"no /{pattern}/ in the agent log:\n{agent.text()[-3000:]}")
+    return match
 
 
 def grow_and_see(rig, size_mb: int, timeout: float = 10.0) -> None:

@@ -11,20 +11,14 @@ import time
 
 import pytest
 
-from tests.host.conftest import require_host
-from tests.host.guestkit import BIN, Host, hpvm
+from tests.host.guestkit import BIN, hpvm
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def guest():
-    require_host()
-    host = Host()
-    try:
-        yield host.boot_guest(memory="128M")
-    finally:
-        host.cleanup()
+def guest(module_host):
+    return module_host.boot_guest(memory="128M")
 
 
 class Terminal:

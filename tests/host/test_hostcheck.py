@@ -12,7 +12,7 @@ import pytest
 
 from agent.storage.hostcheck import backing_key, check_backing, host_use
 from tests.conftest import REPO
-from tests.host.conftest import sh
+from tests.host.conftest import mounted, sh
 from translators.errors import HpvmError
 from translators.grammar import parse_statement
 from translators.model import StorageDevice
@@ -27,14 +27,8 @@ def test_free_loop_device_is_fine(loopdev):
 
 def test_mounted_device_is_refused(loopdev, tmp_path):
     dev = loopdev()
-    sh("mkfs.ext4", "-q", dev)
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    sh("mount", dev, str(mnt))
-    try:
+    with mounted(dev, tmp_path / "mnt"):
         assert "mounted" in host_use(dev)
-    finally:
-        sh("umount", str(mnt))
 
 
 def test_swap_device_is_refused(loopdev):
@@ -57,14 +51,8 @@ def test_disk_with_a_mounted_partition_is_refused(loopdev, tmp_path):
     part = f"{dev}p1"
     if not os.path.exists(part):
         pytest.skip("the kernel made no partition device for the loop device")
-    sh("mkfs.ext4", "-q", part)
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    sh("mount", part, str(mnt))
-    try:
+    with mounted(part, tmp_path / "mnt"):
         assert "mounted" in host_use(dev)
-    finally:
-        sh("umount", str(mnt))
 
 
 def write_mbr(dev: str, start: int, sectors: int) -> None:

@@ -8,40 +8,42 @@ and every change. Nothing in the guest rescans: what it reports, it was told.
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 
 import pytest
 
-from tests.host.conftest import domain_xml, require_host
-from tests.host.guestkit import Host, digest, hpvm
+from tests.host.conftest import domain_xml
+from tests.host.guestkit import digest, hpvm
 
 pytestmark = pytest.mark.integration
 
 
+def modify(name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """hpvmmodify -P name ARGS (with check, it must succeed)."""
+    return hpvm("hpvmmodify", "-P", name, *args, check=check)
+
+
 @pytest.fixture(scope="module")
-def world():
-    require_host()
-    host = Host()
-    try:
-        disk, spare, iso = host.loop(), host.loop(), host.tmp / "media.iso"
-        iso.write_bytes(b"\x00" * 2048 * 100)
-        vswitch = host.bridge()
-        name, log = host.boot_guest(
-            f"disk:avio_stor:0,0,3:disk:{disk}",
-            f"network:avio_lan:0,1,2a-2e-5a-05-0a-ba:vswitch:{vswitch}:portid:5",
-            "dvd:avio_stor:0,0,5:null:",
-        )
-        yield {
-            "host": host,
-            "name": name,
-            "log": log,
-            "disk": disk,
-            "spare": spare,
-            "iso": str(iso),
-            "vswitch": vswitch,
-        }
-    finally:
-        host.cleanup()
+def world(module_host):
+    host = module_host
+    disk, spare, iso = host.loop(), host.loop(), host.tmp / "media.iso"
+    iso.write_bytes(b"\x00" * 2048 * 100)
+    vswitch = host.bridge()
+    name, log = host.boot_guest(
+        f"disk:avio_stor:0,0,3:disk:{disk}",
+        f"network:avio_lan:0,1,2a-2e-5a-05-0a-ba:vswitch:{vswitch}:portid:5",
+        "dvd:avio_stor:0,0,5:null:",
+    )
+    return {
+        "host": host,
+        "name": name,
+        "log": log,
+        "disk": disk,
+        "spare": spare,
+        "iso": str(iso),
+        "vswitch": vswitch,
+    }
 
 
 def test_guest_sees_its_disk_at_the_target_given(world):
@@ -68,23 +70,11 @@ def test_hotplug_disk_seen_without_rescan(world):
 def test_hotplug_nic_seen_and_unplugged(world):
     log, name = world["log"], world["name"]
     mark = log.mark()
-    hpvm(
-        "hpvmmodify",
-        "-P",
-        name,
-        "-a",
-        f"network:avio_lan:,,2a-00-00-00-00-07:vswitch:{world['vswitch']}",
-    )
+    modify(name, "-a", f"network:avio_lan:,,2a-00-00-00-00-07:vswitch:{world['vswitch']}")
     added = log.wait_for(r"^AVIO nic\+ (eth\d+) mac=2a:00:00:00:00:07", timeout=20, since=mark)
     time.sleep(3)  # QEMU refuses a PCI unplug while the slot's power indicator blinks
     mark = log.mark()
-    hpvm(
-        "hpvmmodify",
-        "-P",
-        name,
-        "-d",
-        "network:avio_lan:,,2a-00-00-00-00-07:vswitch:" + world["vswitch"],
-    )
+    modify(name, "-d", "network:avio_lan:,,2a-00-00-00-00-07:vswitch:" + world["vswitch"])
     log.wait_for(rf"^AVIO nic- {added.group(1)}$", timeout=20, since=mark)
 
 
@@ -114,9 +104,7 @@ def test_failed_live_attach_leaves_nothing_half_done(world):
     unreadable = hidden / "d.img"
     unreadable.write_bytes(b"\0" * 1024 * 1024)
     before = (domain_xml(name), domain_xml(name, inactive=False))
-    result = hpvm(
-        "hpvmmodify",
-        "-P",
+    result = modify(
         name,
         "-a",
         f"disk:avio_stor:0,0,7:disk:{world['spare']}",
@@ -143,9 +131,7 @@ def test_nic_moves_to_another_vswitch_live(world):
 def test_changes_survive_stop_and_start(world):
     log, name = world["log"], world["name"]
     mark = log.mark()
-    hpvm(
-        "hpvmmodify",
-        "-P",
+    modify(
         name,
         "-a",
         f"disk:avio_stor:0,0,9:disk:{world['spare']}",
@@ -176,24 +162,19 @@ def test_remove_leaves_no_domain_and_backing_untouched(world):
     assert digest(disk) == before
 
 
-def test_vio_devices_are_emulated_lsi_and_e1000():
-    require_host()
-    host = Host()
-    try:
-        disk, vswitch = host.loop(), host.bridge()
-        name, log = host.boot_guest(
-            f"disk:scsi:0,2,5:disk:{disk}", f"network:lan:0,3,0x2A00000000AA:vswitch:{vswitch}"
-        )
-        xml = domain_xml(name)
-        assert "model='lsilogic'" in xml and "<model type='e1000'/>" in xml
-        log.wait_for(r"^AVIO disk sd\w+ \d+:0:5:0 size=16384 type=disk")
-        log.wait_for(r"^AVIO nic eth0 mac=2a:00:00:00:00:aa")
-        # QEMU's LSI adapter has no hot-plug: refused before anything changes
-        before = (domain_xml(name), domain_xml(name, inactive=False))
-        result = hpvm(
-            "hpvmmodify", "-P", name, "-a", f"disk:scsi:0,2,1:disk:{host.loop()}", check=False
-        )
-        assert result.returncode == 1 and "cannot hot-plug" in result.stderr
-        assert (domain_xml(name), domain_xml(name, inactive=False)) == before
-    finally:
-        host.cleanup()
+def test_vio_devices_are_emulated_lsi_and_e1000(host):
+    disk, vswitch = host.loop(), host.bridge()
+    name, log = host.boot_guest(
+        f"disk:scsi:0,2,5:disk:{disk}", f"network:lan:0,3,0x2A00000000AA:vswitch:{vswitch}"
+    )
+    xml = domain_xml(name)
+    assert "model='lsilogic'" in xml and "<model type='e1000'/>" in xml
+    log.wait_for(r"^AVIO disk sd\w+ \d+:0:5:0 size=16384 type=disk")
+    log.wait_for(r"^AVIO nic eth0 mac=2a:00:00:00:00:aa")
+    # QEMU's LSI adapter has no hot-plug: refused before anything changes
+    before = (domain_xml(name), domain_xml(name, inactive=False))
+    result = hpvm(
+        "hpvmmodify", "-P", name, "-a", f"disk:scsi:0,2,1:disk:{host.loop()}", check=False
+    )
+    assert result.returncode == 1 and "cannot hot-plug" in result.stderr
+    assert (domain_xml(name), domain_xml(name, inactive=False)) == before

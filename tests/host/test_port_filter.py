@@ -15,7 +15,7 @@ import uuid
 import pytest
 
 from agent.network import netlink, portfilter
-from tests.host.conftest import require_host
+from tests.host.conftest import made_on_host
 from tests.host.frames import received, run_in
 
 pytestmark = pytest.mark.integration
@@ -77,10 +77,7 @@ class Switch:
 
 @pytest.fixture
 def switch():
-    require_host()
-    made = Switch()
-    yield made
-    made.cleanup()
+    yield from made_on_host(Switch)
 
 
 def test_the_kernel_takes_every_rule(switch):

@@ -8,13 +8,12 @@ the agent's next reconcile does not define the guest again.
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 import libvirt
 import pytest
 from lxml import etree
 
-from tests.host.guestkit import BIN, hpvm
+from tests.host.guestkit import agent_once, hpvm
 
 pytestmark = pytest.mark.integration
 
@@ -68,18 +67,6 @@ def test_nvram_is_not_deleted_without_F(host, conn):
     assert exists(conn, name) and nvram.exists()
     hpvm("hpvmremove", "-P", name, "-F")
     assert not exists(conn, name) and not nvram.exists()
-
-
-def agent_once(guests_dir: Path) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [str(BIN / "avio-agent"), "--once", "--guests-dir", str(guests_dir)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "AVIO_VIRT_TYPE": "qemu"},
-    )
-    assert result.returncode == 0, result.stderr
-    return result
 
 
 def test_a_removed_guest_does_not_come_back_from_its_config_file(host, conn):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import subprocess
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import libvirt
@@ -20,22 +19,10 @@ from agent.cli import hpvmcreate, hpvmstart
 from agent.connection import ensure_event_loop
 from agent.guests.removal import RemovalWatch
 from tests.conftest import REPO
-from tests.host.conftest import domain_xml, sh
+from tests.host.conftest import domain_xml, mounted, sh
 from tests.host.guestkit import BIN, Host, hpvm, new_loop_node
 
 pytestmark = pytest.mark.integration
-
-
-@contextmanager
-def mounted(dev: str, where: Path):
-    """`dev` (made ext4) mounted on the host under a test directory, unmounted afterwards."""
-    sh("mkfs.ext4", "-q", "-F", dev)
-    where.mkdir()
-    sh("mount", dev, str(where))
-    try:
-        yield
-    finally:
-        sh("umount", str(where))
 
 
 def create(cli, name: str, *statements: str) -> None:

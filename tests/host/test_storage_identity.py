@@ -14,7 +14,7 @@ import pytest
 
 from agent.cli import hpvmcreate, hpvmmodify
 from tests.host.conftest import domain_xml, sh
-from tests.host.guestkit import BIN
+from tests.host.guestkit import BIN, agent_once
 
 
 @pytest.fixture
@@ -56,20 +56,26 @@ def refused(result, words: str) -> None:
     assert len(result.err.splitlines()) == 1 and words in result.err, result.err
 
 
-def test_a_loop_device_over_another_guests_file_is_refused(cli, guest_name, image, loop_over):
+def shared_by_two_guests(cli, guest_name, image, loop_over, first: str, second: str) -> None:
+    """Guest a names shared.img as `first`, guest b as `second` (file: the file; disk: a loop
+    device over it, made when named); b is refused as sharing a's storage."""
     shared = image("shared.img")
+
+    def statement(kind: str) -> str:
+        return f"disk:avio_stor::{kind}:{shared if kind == 'file' else loop_over(shared)}"
+
     a, b = guest_name(), guest_name()
-    assert create(cli, a, f"disk:avio_stor::file:{shared}").code == 0
-    result = create(cli, b, f"disk:avio_stor::disk:{loop_over(shared)}")
+    assert create(cli, a, statement(first)).code == 0
+    result = create(cli, b, statement(second))
     refused(result, f"already used by guest '{a}'")
+
+
+def test_a_loop_device_over_another_guests_file_is_refused(cli, guest_name, image, loop_over):
+    shared_by_two_guests(cli, guest_name, image, loop_over, "file", "disk")
 
 
 def test_the_file_under_another_guests_loop_device_is_refused(cli, guest_name, image, loop_over):
-    shared = image("shared.img")
-    a, b = guest_name(), guest_name()
-    assert create(cli, a, f"disk:avio_stor::disk:{loop_over(shared)}").code == 0
-    result = create(cli, b, f"disk:avio_stor::file:{shared}")
-    refused(result, f"already used by guest '{a}'")
+    shared_by_two_guests(cli, guest_name, image, loop_over, "disk", "file")
 
 
 def test_one_file_twice_in_a_guest_through_a_symlink_is_refused(cli, guest_name, image, tmp_path):
@@ -112,22 +118,11 @@ def test_a_config_naming_a_disk_by_another_name_changes_nothing(host, image, tmp
     config = guests / f"{name}.conf"
     config.write_text(f"-O linux\n-r 128M\n-B manual\n-a disk:avio_stor::file:{disk}\n")
 
-    def agent_once() -> str:
-        result = subprocess.run(
-            [str(BIN / "avio-agent"), "--once", "--guests-dir", str(guests)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "AVIO_VIRT_TYPE": "qemu"},
-        )
-        assert result.returncode == 0, result.stderr
-        return result.stderr
-
     try:
-        agent_once()
+        agent_once(guests)
         before = domain_xml(name)
         config.write_text(config.read_text().replace(disk, f"{tmp_path}/alias.img"))
-        log = agent_once()
+        log = agent_once(guests).stderr
         assert "detach" not in log and "attach" not in log, log
         assert domain_xml(name) == before
     finally:

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from tests.host.conftest import require_host
+from tests.host.conftest import made_on_host
 from tests.host.guestkit import hpvm
 from tests.host.test_vswitch import Net, sh
 
@@ -18,10 +18,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def net():
-    require_host()
-    made = Net()
-    yield made
-    made.cleanup()
+    yield from made_on_host(Net)
 
 
 def veth(net: Net, address: str | None = None, route: str | None = None) -> str:

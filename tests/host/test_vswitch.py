@@ -15,7 +15,7 @@ import pytest
 
 from agent.network import netlink, portfilter
 from tests.conftest import REPO
-from tests.host.conftest import require_host
+from tests.host.conftest import made_on_host
 from tests.host.frames import received, run_in
 from tests.host.guestkit import BIN, AgentProcess, Host, free_port, hpvm
 
@@ -66,10 +66,7 @@ class Net:
 
 @pytest.fixture
 def net():
-    require_host()
-    made = Net()
-    yield made
-    made.cleanup()
+    yield from made_on_host(Net)
 
 
 def boot(host: Host, vswitch: str, address: str, ping: str, adapter: str = "avio_lan"):
