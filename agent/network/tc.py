@@ -95,12 +95,16 @@ class _Rtnl:
                     return replies
 
 
+def _clsact(ifindex: int) -> bytes:
+    """The body of a request about the link's clsact qdisc."""
+    return _tcmsg(ifindex, CLSACT_HANDLE, CLSACT_PARENT) + _attr(TCA_KIND, b"clsact\0")
+
+
 def add_clsact(ifindex: int) -> None:
     """A clsact qdisc on the link, unless it has one."""
     rtnl = _Rtnl()
     try:
-        body = _tcmsg(ifindex, CLSACT_HANDLE, CLSACT_PARENT) + _attr(TCA_KIND, b"clsact\0")
-        rtnl.request(RTM_NEWQDISC, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, body)
+        rtnl.request(RTM_NEWQDISC, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, _clsact(ifindex))
     except TcError as err:
         if err.errno != errno.EEXIST:
             raise
@@ -112,8 +116,7 @@ def delete_clsact(ifindex: int) -> None:
     """Remove the link's clsact qdisc and its filters (none there: no error)."""
     rtnl = _Rtnl()
     try:
-        body = _tcmsg(ifindex, CLSACT_HANDLE, CLSACT_PARENT) + _attr(TCA_KIND, b"clsact\0")
-        rtnl.request(RTM_DELQDISC, NLM_F_ACK, body)
+        rtnl.request(RTM_DELQDISC, NLM_F_ACK, _clsact(ifindex))
     except TcError as err:
         if err.errno not in (errno.ENOENT, errno.EINVAL):
             raise
