@@ -224,6 +224,23 @@ pytest_in_l1() {
     tee "$repo/.cache/nested-$name.log"
 }
 
+# diagnose: after a failed test step, what L1 knows (bounded: CI shows the tail).
+# shellcheck disable=SC2016 # expanded in L1
+diagnose() {
+  log "diagnostics from L1"
+  ssh_l1 'for f in /var/log/libvirt/qemu/*-console.log; do
+      [ -f "$f" ] || continue
+      echo "--- $f: boots $(grep -c "^AVIO ready" "$f"), last events:"
+      grep -E "^AVIO (ready|disk|size|scsi|pci|nic|link)" "$f" | tail -n 12
+    done
+    for f in /var/log/libvirt/qemu/*.log; do
+      case $f in *-console.log) continue ;; esac
+      echo "--- $f:"; tail -n 6 "$f"
+    done
+    echo "--- avio-agent:"; journalctl -u avio-agent -o short-monotonic --no-pager | tail -n 40
+    echo "--- kernel:"; dmesg | tail -n 20' 2>&1 | cut -c1-300 || true
+}
+
 # step NAME CMD...: run CMD, log how long it took; returns its status.
 step() {
   local name=$1 started status=0
@@ -241,10 +258,15 @@ cmd_test() {
   trap 'exit 130' INT TERM
   cmd_up
   step install cmd_install
-  step "tests before the reboot" pytest_in_l1 before -m "'not after_reboot'" tests/nested ||
+  step "tests before the reboot" pytest_in_l1 before -m "'not after_reboot'" tests/nested || {
     failed=1
+    diagnose
+  }
   step reboot cmd_reboot
-  step "tests after the reboot" pytest_in_l1 after -m after_reboot tests/nested || failed=1
+  step "tests after the reboot" pytest_in_l1 after -m after_reboot tests/nested || {
+    failed=1
+    diagnose
+  }
   log "nested tests done in $(($(date +%s) - started)) s (L1 boot $(cat "$run/boot_seconds") s):" \
     "$([ "$failed" = 0 ] && echo passed || echo FAILED)"
   return "$failed"
