@@ -37,6 +37,19 @@ def seed_commands(command: str) -> list[list[str]]:
     return found
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _state_dir(tmp_path_factory):
+    """The device database of the tests' commands (and agents) in a directory of the test
+    session, never the host's /var/lib/libvirt/avio-kvm."""
+    previous = os.environ.get("AVIO_STATE_DIR")
+    os.environ["AVIO_STATE_DIR"] = str(tmp_path_factory.mktemp("state"))
+    yield
+    if previous is None:
+        os.environ.pop("AVIO_STATE_DIR", None)
+    else:
+        os.environ["AVIO_STATE_DIR"] = previous
+
+
 @dataclass
 class Result:
     code: int
