@@ -50,6 +50,14 @@ def _state_dir(tmp_path_factory):
         os.environ["AVIO_STATE_DIR"] = previous
 
 
+def command_env(path: str = "/usr/sbin:/usr/bin:/sbin:/bin", **extra: str) -> dict[str, str]:
+    """A clean environment for a command a test runs, with the session's device database."""
+    env = {"PATH": path, **extra}
+    if "AVIO_STATE_DIR" in os.environ:
+        env["AVIO_STATE_DIR"] = os.environ["AVIO_STATE_DIR"]
+    return env
+
+
 @dataclass
 class Result:
     code: int
