@@ -239,3 +239,10 @@ def test_guest_names_are_quietly_empty_when_libvirt_is_unreachable():
     uri = "qemu+unix:///system?socket=/nonexistent/avio-test.sock"
     assert complete(f"hpvmstart --connect {uri} -P ") == []
     assert complete(f"hpvmnet --connect {uri} -S ") == []
+
+
+def test_completion_of_hpvmdevmgmt_entries():
+    assert complete("hpvmdevmgmt -l ") == ["all", "rdev", "gdev"]
+    assert complete("hpvmdevmgmt -a ") == ["rdev:", "gdev:"]
+    assert complete("hpvmdevmgmt -m ") == ["gdev:"]
+    assert complete("hpvmdevmgmt -d rdev:/et") == ["/etc/"]
