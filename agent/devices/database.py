@@ -80,8 +80,13 @@ def stable_id(rdev: int) -> str:
 
 
 def _pci_of(real: str) -> str | None:
-    base = os.path.basename(real)
-    return base if PCI_ADDRESS.fullmatch(base) else None
+    """The PCI function at or above a sysfs device path (a virtio NIC sits under one)."""
+    path = Path(real)
+    while str(path).startswith("/sys/devices/"):
+        if PCI_ADDRESS.fullmatch(path.name):
+            return path.name
+        path = path.parent
+    return None
 
 
 def identify(location: str) -> Identity | None:

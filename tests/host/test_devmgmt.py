@@ -230,7 +230,10 @@ def test_first_use_restricts_the_host_devices(cli, state, guest_name, loopdev, t
     nics = [p for p, attrs in entries.items() if "DEVTYPE=NIC" in attrs]
     default = sh("ip", "-o", "route", "show", "default")
     if default:
-        assert f"/sys/class/net/{default.split(' dev ')[1].split()[0]}" in nics, result.out
+        nic = default.split(" dev ")[1].split()[0]
+        assert f"/sys/class/net/{nic}" in nics, result.out
+        if Path(f"/sys/class/net/{nic}/device").exists():  # known by its PCI function
+            assert '"key": "pci:' in (state / "devices.json").read_text()
     # stored as text where the test put it, and honoured once the host lets go of them
     assert mine in (state / "devices.json").read_text()
     name = guest_name()
