@@ -4,6 +4,8 @@ identity matching, and SHARE=YES in the storage rules (issue 13, item 3)."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from translators import devdb
 from translators.devdb import GDEV, RDEV, Entry, Request, Usage, parse_request, rows
@@ -77,6 +79,17 @@ def test_bad_requests_are_one_line(option, text, words):
         parse_request(option, text)
     message = str(err.value)
     assert words in message and "\n" not in message and "\x1b" not in message
+
+
+@given(st.sampled_from("ladm"), st.text(max_size=80))
+def test_any_argument_is_a_request_or_one_line_of_bad_input(option, text):
+    try:
+        request = parse_request(option, text)
+    except HpvmError as err:
+        assert "\n" not in str(err)
+    else:
+        assert request.config in ("all", RDEV, GDEV)
+        assert request.entry is None or request.entry.startswith("/")
 
 
 # -- the stored text --------------------------------------------------------------

@@ -94,7 +94,7 @@ def identify(location: str) -> Identity | None:
     (`/sys/bus/pci/devices/ADDR`); None when there is no such thing now."""
     if location.startswith("/sys/class/net/"):
         name = location[len("/sys/class/net/") :].strip("/")
-        if not os.path.exists(f"/sys/class/net/{name}"):
+        if not name or "/" in name or name in (".", "..") or not os.path.exists(location):
             return None
         pci = _pci_of(os.path.realpath(f"/sys/class/net/{name}/device"))
         return Identity(f"pci:{pci}" if pci else f"net:{name}", "NIC")

@@ -308,3 +308,11 @@ def test_a_damaged_database_is_a_host_refusal_not_a_traceback(cli, state, guest_
     assert result.code == 1 and "device database" in result.err, result.err
     assert not defined(name)
 
+
+
+def test_nic_entries_name_one_interface(host):
+    from agent.devices.database import identify
+
+    assert identify("/sys/class/net/") is None
+    assert identify("/sys/class/net/../../kernel") is None
+    assert identify("/sys/class/net/lo").key == "net:lo"
