@@ -6,6 +6,7 @@ symlink could point anywhere, and a file others can write is not the admin's.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -102,3 +103,28 @@ def _kind(mode: int) -> str:
         if test(mode):
             return kind
     return "a special file"
+
+
+def write_atomic(path: os.PathLike | str, text: str, mode: int = 0o644) -> None:
+    """Replace the file at `path` with `text` at once: a reader sees the old or the new
+    whole file, never a part (a temporary file in the same directory, synced, renamed)."""
+    name = os.fsdecode(path)
+    directory = os.path.dirname(name) or "."
+    tmp = os.path.join(directory, f".{os.path.basename(name)}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fchmod(f.fileno(), mode)
+            os.fsync(f.fileno())
+        os.replace(tmp, name)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)

@@ -37,6 +37,27 @@ def seed_commands(command: str) -> list[list[str]]:
     return found
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _state_dir(tmp_path_factory):
+    """The device database of the tests' commands (and agents) in a directory of the test
+    session, never the host's /var/lib/libvirt/avio-kvm."""
+    previous = os.environ.get("AVIO_STATE_DIR")
+    os.environ["AVIO_STATE_DIR"] = str(tmp_path_factory.mktemp("state"))
+    yield
+    if previous is None:
+        os.environ.pop("AVIO_STATE_DIR", None)
+    else:
+        os.environ["AVIO_STATE_DIR"] = previous
+
+
+def command_env(path: str = "/usr/sbin:/usr/bin:/sbin:/bin", **extra: str) -> dict[str, str]:
+    """A clean environment for a command a test runs, with the session's device database."""
+    env = {"PATH": path, **extra}
+    if "AVIO_STATE_DIR" in os.environ:
+        env["AVIO_STATE_DIR"] = os.environ["AVIO_STATE_DIR"]
+    return env
+
+
 @dataclass
 class Result:
     code: int

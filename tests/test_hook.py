@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from tests.conftest import REPO
+from tests.conftest import REPO, command_env
 from translators.vswitch import PortRule, VSwitch, port_rules, render_network
 
 LIVE_DOMAIN = """
@@ -57,7 +57,7 @@ def hook(*args: str, networks, stdin: str = "") -> subprocess.CompletedProcess:
         input=stdin,
         capture_output=True,
         text=True,
-        env={"AVIO_LIBVIRT_NETWORKS": str(networks), "PATH": "/usr/bin:/bin"},
+        env=command_env("/usr/bin:/bin", AVIO_LIBVIRT_NETWORKS=str(networks)),
     )
 
 

@@ -56,3 +56,9 @@ def test_the_lock_directory_is_writable_and_outlives_the_agent():
     u = unit()["Service"]
     assert u["ProtectSystem"] == "strict"
     assert u["RuntimeDirectory"] == "avio" and u["RuntimeDirectoryPreserve"] == "yes"
+
+
+def test_the_device_database_directory_is_writable():
+    """ProtectSystem=strict makes /var read-only; the agent makes the database at first use."""
+    u = unit()["Service"]
+    assert u["StateDirectory"] == "libvirt/avio-kvm"

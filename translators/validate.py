@@ -48,6 +48,15 @@ class HostClaims:
     #: layer passes one that makes /dev/disk/by-id/... and /dev/sdb equal).
     key: Callable[[str], str] = field(default=os.path.normpath)
     local_vswitches: set[str] = field(default_factory=set)  # no uplink: VIO lan only
+    #: backing key -> the adapters (avio_stor, scsi) other guests use it through
+    backing_adapters: dict[str, set[str]] = field(default_factory=dict)
+    #: keys the device database marks SHARE=YES (`hpvmdevmgmt -m gdev:X:attr:SHARE=YES`)
+    shared: set[str] = field(default_factory=set)
+
+    def add_backing(self, key: str, guest: str, adapter: str) -> None:
+        """A guest's backing store (by key) and the adapter it uses it through."""
+        self.backings[key] = guest
+        self.backing_adapters.setdefault(key, set()).add(str(adapter))
 
 
 def check_device(device: Device) -> None:

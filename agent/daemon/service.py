@@ -210,6 +210,7 @@ class Agent:
         if not self.options.once:
             source = start_udev_source(self.offer, self.options.udev_buffer)
             start_config_source(self.options.guests_dir, self.offer)
+        self._step(self._open_device_database)
         self.connect()
         waiting: list[object] = []
         if self.options.startup_reconcile:
@@ -263,6 +264,13 @@ class Agent:
             elif item is not None:
                 waiting.append(item)
         return waiting
+
+    def _open_device_database(self) -> None:
+        """At first use, the device database is made (the host's own devices restricted)."""
+        from agent.devices import database
+
+        db = database.load()
+        log.info("device database %s: %d entries", database.db_path(), len(db.entries))
 
     def _step(self, step, *args: object) -> None:
         """One step of the loop: a lost connection is dropped (reconnected next), any

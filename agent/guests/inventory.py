@@ -144,7 +144,10 @@ class HostView:
 
     def claims(self, exclude: str | None = None) -> HostClaims:
         """MACs, backing stores and vswitch ports used by other guests and the host."""
-        return self.guests_claims(HostClaims(macs=host_macs(), key=backing_key), exclude)
+        from agent.devices.database import shared_keys
+
+        claims = HostClaims(macs=host_macs(), key=backing_key, shared=shared_keys())
+        return self.guests_claims(claims, exclude)
 
     def guests_claims(self, result: HostClaims, exclude: str | None = None) -> HostClaims:
         """`result` with what the guests (but `exclude`) use added, keyed by its key."""
@@ -156,7 +159,7 @@ class HostView:
                 continue
             for dev in guest.storage:
                 if dev.storage is not StorageType.NULL:
-                    result.backings[result.key(dev.location)] = guest.name
+                    result.add_backing(result.key(dev.location), guest.name, dev.adapter)
             for nic in guest.networks:
                 if nic.mac:
                     result.macs[nic.mac] = f"guest {guest.name}"

@@ -187,3 +187,43 @@ def ipv4_of(name: str) -> str | None:
         for addr in ipr.get_addr(index=index, family=2):
             return addr.get_attr("IFA_ADDRESS")
     return None
+
+
+def _lower(name: str, seen: set[str]) -> None:
+    """`name` and the interfaces under it (bridge ports, bond slaves, a VLAN's parent)."""
+    if name in seen:
+        return
+    seen.add(name)
+    for link in Path(f"/sys/class/net/{name}").glob("lower_*"):
+        _lower(link.name[len("lower_") :], seen)
+
+
+def management_nics() -> list[tuple[str, str]]:
+    """(name, why) of the interfaces the host is reached through: those of the default
+    route, or where there is none, those with addresses (loopback and IPv6 link-local
+    aside); with the interfaces under them (a bridge's ports, a bond's slaves)."""
+    with route_socket() as ipr:
+        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+        top: dict[str, str] = {}
+        for family in (AF_INET, AF_INET6):
+            for route in ipr.get_routes(family=family, table=MAIN_TABLE):
+                if route["dst_len"] == 0 and not route.get_attr("RTA_DST"):
+                    for oif in _oifs(route):
+                        if oif in names:
+                            top.setdefault(names[oif], "carries the host's default route")
+        if not top:
+            for addr in ipr.get_addr():
+                name = names.get(addr["index"])
+                address = addr.get_attr("IFA_ADDRESS")
+                if not name or name == "lo":
+                    continue
+                if addr["family"] == AF_INET6 and _ipv6_automatic(address):
+                    continue
+                top.setdefault(name, "carries the host's addresses")
+    found: dict[str, str] = {}
+    for name, why in top.items():
+        under: set[str] = set()
+        _lower(name, under)
+        for member in sorted(under):
+            found.setdefault(member, why if member == name else f"is under {name}, which {why}")
+    return sorted(found.items())

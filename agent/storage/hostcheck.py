@@ -105,6 +105,8 @@ def backing_key(path: str) -> str:
         return os.path.normpath(path)
     if stat.S_ISBLK(st.st_mode):
         return _block_key(st.st_rdev)
+    if stat.S_ISCHR(st.st_mode):
+        return f"chr:{_number(st.st_rdev)}"
     return _file_key(st)
 
 
@@ -257,6 +259,80 @@ def host_use(path: str) -> str | None:
     return None
 
 
+def _devname(number: str) -> str | None:
+    """/dev/NAME of the block device numbered "MAJ:MIN" (from its uevent), or None."""
+    for line in (_read(Path(f"/sys/dev/block/{number}/uevent")) or "").splitlines():
+        if line.startswith("DEVNAME="):
+            return "/dev/" + line[len("DEVNAME=") :]
+    return None
+
+
+def _whole(number: str) -> str:
+    """The whole disk's number of a partition, else the number itself."""
+    base = Path(f"/sys/dev/block/{number}").resolve()
+    if (base / "partition").exists():
+        return _read(base.parent / "dev") or number
+    return number
+
+
+def _udev_property(number: str, name: str) -> str | None:
+    """A property udev recorded for the block device (its database in /run/udev/data)."""
+    try:
+        text = Path(f"/run/udev/data/b{number}").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith(f"E:{name}="):
+            return line[len(name) + 3 :]
+    return None
+
+
+#: File system signatures of devices that belong to a volume manager (inactive ones too).
+MEMBER_SIGNATURES = {
+    "LVM2_member": "an LVM physical volume",
+    "linux_raid_member": "a RAID member",
+}
+
+
+def host_devices() -> list[tuple[str, str]]:
+    """(path, why) of every block device and file the host itself uses now: the root and
+    boot disks, mounted devices, swap, LVM physical volumes and RAID/multipath members.
+
+    What `hpvmhostrdev` restricts; `host_use` asks the same of one device.
+    """
+    found: dict[str, str] = {}
+
+    def add(number: str, why: str) -> None:
+        name = _devname(number) if _real(number) else None
+        if name and name not in found:
+            found[name] = why
+
+    for point, what in (("/", "root"), ("/boot", "boot"), ("/boot/efi", "boot")):
+        if os.path.isdir(point):
+            for number in sorted(filesystem_devices(point)):
+                add(_whole(number), f"the host's {what} disk")
+                add(number, f"holds the host's {what} file system")
+    for number in sorted(mounted_devices()):
+        add(number, "mounted on the host")
+    for name in _swap_entries():
+        rdev = device_number(name)
+        if rdev is not None:
+            add(_number(rdev), "swap on the host")
+        elif os.path.isfile(name):
+            found.setdefault(name, "swap on the host")
+    for block in sorted(Path("/sys/class/block").iterdir()):
+        number = _read(block / "dev")
+        if not number:
+            continue
+        holders = block / "holders"
+        if holders.exists() and any(holders.iterdir()):
+            add(number, "held by " + ", ".join(sorted(h.name for h in holders.iterdir())))
+        signature = _udev_property(number, "ID_FS_TYPE")
+        if signature in MEMBER_SIGNATURES:
+            add(number, MEMBER_SIGNATURES[signature])
+    return sorted(found.items())
+
+
 def system_path(path: str) -> str | None:
     """The host system directory that holds `path` (symlinks resolved), or None."""
     real = os.path.realpath(path)
@@ -309,6 +385,14 @@ def file_use(path: str) -> str | None:
     return None
 
 
+def check_host_device(location: str, statement: str | None = None) -> None:
+    """Checks every kind makes of a host device it hands a guest: the device database's
+    restrictions (`hpvmdevmgmt -a rdev:`). Raises `HpvmError` naming the statement."""
+    from agent.devices.database import check_allowed  # it imports this module
+
+    check_allowed(location, statement)
+
+
 def check_backing(dev: StorageDevice) -> None:
     """A backing store must exist, be of the right kind and not be used by the host."""
     if dev.storage is StorageType.NULL:
@@ -328,11 +412,10 @@ def check_backing(dev: StorageDevice) -> None:
             "use 'file' for an image file)",
             stmt,
         )
-    if dev.storage is StorageType.FILE:
-        if not stat.S_ISREG(st.st_mode):
-            raise HpvmError(f"{dev.location} is not a regular file ('file' storage)", stmt)
-        reason = file_use(dev.location)
-    else:
-        reason = host_use(dev.location)
+    if dev.storage is StorageType.FILE and not stat.S_ISREG(st.st_mode):
+        raise HpvmError(f"{dev.location} is not a regular file ('file' storage)", stmt)
+    check_host_device(dev.location, stmt)
+    use = file_use if dev.storage is StorageType.FILE else host_use
+    reason = use(dev.location)
     if reason:
         raise HpvmError(f"{dev.location} {reason}", stmt)

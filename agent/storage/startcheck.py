@@ -60,7 +60,9 @@ def check_replug(conn: libvirt.virConnect, dom: libvirt.virDomain, location: str
 
 def claims_from_files(directories: Iterable[Path], exclude: str) -> HostClaims:
     """What other guests' storage is, from the files libvirt keeps (for the hook)."""
-    found = HostClaims(key=backing_key)
+    from agent.devices.database import shared_keys
+
+    found = HostClaims(key=backing_key, shared=shared_keys())
     for directory in directories:
         for path in sorted(directory.glob("*.xml")):
             try:
@@ -71,5 +73,5 @@ def claims_from_files(directories: Iterable[Path], exclude: str) -> HostClaims:
                 continue
             for dev in guest.storage:
                 if dev.storage is not StorageType.NULL:
-                    found.backings[backing_key(dev.location)] = guest.name
+                    found.add_backing(backing_key(dev.location), guest.name, dev.adapter)
     return found

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.conftest import REPO, command_env
 
 BIN = Path(sys.executable).parent
 
@@ -35,7 +35,7 @@ def hpvm(command: str, *args: str, check: bool = True) -> subprocess.CompletedPr
         [str(BIN / command), *args],
         capture_output=True,
         text=True,
-        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "AVIO_VIRT_TYPE": "qemu"},
+        env=command_env(AVIO_VIRT_TYPE="qemu"),
     )
     if check and result.returncode != 0:
         raise AssertionError(f"{command} {' '.join(args)} -> {result.returncode}: {result.stderr}")
@@ -189,7 +189,7 @@ class AgentProcess:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.bind(str(notify_path))
         sock.settimeout(timeout)
-        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "NOTIFY_SOCKET": str(notify_path)}
+        env = command_env(NOTIFY_SOCKET=str(notify_path))
         with open(self.log, "a") as out:
             self.process = subprocess.Popen(
                 [
@@ -267,7 +267,7 @@ def agent_once(guests_dir: Path) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=120,
-        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "AVIO_VIRT_TYPE": "qemu"},
+        env=command_env(AVIO_VIRT_TYPE="qemu"),
     )
     assert result.returncode == 0, result.stderr
     return result

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from tests.conftest import command_env
 from tests.host.guestkit import BIN, hpvm
 
 pytestmark = pytest.mark.integration
@@ -26,7 +27,7 @@ class Terminal:
 
     def __init__(self, *argv: str) -> None:
         self.master, slave = pty.openpty()
-        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "TERM": "dumb"}
+        env = command_env(TERM="dumb")
         self.process = subprocess.Popen(
             [str(BIN / "hpvmconsole"), *argv], stdin=slave, stdout=slave, stderr=slave, env=env
         )

@@ -18,7 +18,7 @@ from lxml import etree
 from agent.cli import hpvmcreate, hpvmstart
 from agent.connection import ensure_event_loop
 from agent.guests.removal import RemovalWatch
-from tests.conftest import REPO
+from tests.conftest import REPO, command_env
 from tests.host.conftest import domain_xml, mounted, sh
 from tests.host.guestkit import BIN, Host, hpvm, new_loop_node
 
@@ -95,11 +95,11 @@ def run_hook(name: str, xml: str, domains: Path, tmp: Path) -> subprocess.Comple
         input=xml,
         capture_output=True,
         text=True,
-        env={
-            "PATH": "/usr/bin:/bin",
-            "AVIO_LIBVIRT_NETWORKS": str(networks),
-            "AVIO_LIBVIRT_DOMAINS": str(domains),
-        },
+        env=command_env(
+            "/usr/bin:/bin",
+            AVIO_LIBVIRT_NETWORKS=str(networks),
+            AVIO_LIBVIRT_DOMAINS=str(domains),
+        ),
     )
 
 
@@ -157,7 +157,7 @@ def agent_once(guests_dir: Path) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=120,
-        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+        env=command_env(),
     )
 
 

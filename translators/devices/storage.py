@@ -525,11 +525,23 @@ def check_backings(guest: Guest, claims: HostClaims) -> None:
                 )
         seen.append((key, dev))
         for other_key, owner in claims.backings.items():
-            if owner != guest.name and same_storage(key, other_key):
+            if owner == guest.name or not same_storage(key, other_key):
+                continue
+            if other_key == key and key in claims.shared:
+                others = claims.backing_adapters.get(key, set()) - {str(dev.adapter)}
+                if not others:
+                    continue  # SHARE=YES, all through the same kind of adapter
                 raise HpvmError(
-                    f"backing store {dev.location} is already used by guest '{owner}'",
+                    f"backing store {dev.location} is shared (SHARE=YES), but guest '{owner}' "
+                    f"uses it through {', '.join(sorted(others))}: one device is never used "
+                    "through VIO and AVIO at once",
                     statement_of(dev),
                 )
+            raise HpvmError(
+                f"backing store {dev.location} is already used by guest '{owner}' "
+                f"(hpvmdevmgmt -m gdev:{dev.location}:attr:SHARE=YES lets guests share it)",
+                statement_of(dev),
+            )
 
 
 def _alias_note(location: str, other: str) -> str:

@@ -1,0 +1,1 @@
+"""Host devices guests may or may not use: the device database (hpvmdevmgmt)."""
