@@ -102,3 +102,32 @@ def _kind(mode: int) -> str:
         if test(mode):
             return kind
     return "a special file"
+
+
+def write_atomic(path: os.PathLike | str, text: str, mode: int = 0o644) -> None:
+    """Replace a file's content at once: a temporary file beside it, fsynced, renamed over it.
+
+    A reader sees the old content or the new one, never a part; a crash leaves one of them.
+    """
+    name = os.fsdecode(path)
+    directory = os.path.dirname(name) or "."
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    temporary = f"{name}.tmp.{os.getpid()}"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        data = memoryview(text.encode())
+        while data:
+            data = data[os.write(fd, data) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.replace(temporary, name)
+    except OSError:
+        os.unlink(temporary)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

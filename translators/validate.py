@@ -48,6 +48,8 @@ class HostClaims:
     #: layer passes one that makes /dev/disk/by-id/... and /dev/sdb equal).
     key: Callable[[str], str] = field(default=os.path.normpath)
     local_vswitches: set[str] = field(default_factory=set)  # no uplink: VIO lan only
+    #: Host PCI function (DDDD:BB:DD.F) -> the guest it is given to (DIO).
+    functions: dict[str, str] = field(default_factory=dict)
 
 
 def check_device(device: Device) -> None:
