@@ -94,9 +94,7 @@ def loads(text: str) -> Pool:
 
 def dumps(pool: Pool) -> str:
     return (
-        json.dumps(
-            {"version": VERSION, "members": [asdict(m) for m in pool.members]}, indent=2
-        )
+        json.dumps({"version": VERSION, "members": [asdict(m) for m in pool.members]}, indent=2)
         + "\n"
     )
 

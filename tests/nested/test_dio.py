@@ -45,7 +45,13 @@ def report(message: str, capsys) -> None:
 @pytest.fixture(scope="module")
 def nic():
     """The e1000e's PCI address and MAC; given back to e1000e whatever happens."""
-    address = function_of("e1000e")
+    (address,) = [
+        d.name
+        for d in sorted(PCI.iterdir())
+        if (d / "vendor").read_text().strip() == "0x8086"
+        and (d / "device").read_text().strip() == "0x10d3"
+    ]
+    assert driver(address) == "e1000e", "L1's e1000e must start on its host driver"
     (net,) = list((PCI / address / "net").iterdir())
     mac = (net / "address").read_text().strip()
     host = Host()
@@ -73,8 +79,11 @@ def test_refused_into_the_pool(nic):
     """The management NIC (virtio-net, with the ssh address), the root disk's controller,
     a function in a group that is not viable (ICH9's SMBus shares group with AHCI/LPC),
     a function that does not exist."""
-    mgmt = next(d.name for d in sorted(PCI.iterdir()) if driver(d.name) == "virtio-pci"
-                and (d / "class").read_text().startswith("0x02"))
+    mgmt = next(
+        d.name
+        for d in sorted(PCI.iterdir())
+        if driver(d.name) == "virtio-pci" and (d / "class").read_text().startswith("0x02")
+    )
     refused("hpvmhwmgmt", "-p", "dio", "-a", mgmt, code=1, says="used by the host")
     root = next(
         b.resolve().parent.parent.parent.name
@@ -91,8 +100,13 @@ def test_refused_into_the_pool(nic):
 
 def test_not_in_the_pool_is_refused_to_a_guest(nic):
     refused(
-        "hpvmcreate", "-P", B, "-a", f"network:dio::hwpath:{nic['address']}",
-        code=2, says="not in the DIO pool",
+        "hpvmcreate",
+        "-P",
+        B,
+        "-a",
+        f"network:dio::hwpath:{nic['address']}",
+        code=2,
+        says="not in the DIO pool",
     )
 
 
@@ -107,8 +121,13 @@ def test_pooled_on_vfio_and_listed(nic):
 def test_guest_sees_the_e1000e_with_its_mac_and_link_up(nic, capsys):
     dashed = nic["mac"].replace(":", "-")
     refused(  # a physical function keeps the MAC of its NVM
-        "hpvmcreate", "-P", B, "-a", "network:dio:0,5,2a-00-00-00-00-09:hwpath:" + LABEL,
-        code=2, says="physical NIC",
+        "hpvmcreate",
+        "-P",
+        B,
+        "-a",
+        "network:dio:0,5,2a-00-00-00-00-09:hwpath:" + LABEL,
+        code=2,
+        says="physical NIC",
     )
     started = time.monotonic()
     logs = start(nic["host"], {A: ([f"network:dio:0,5,{dashed}:hwpath:{LABEL}"], "")})
@@ -122,16 +141,22 @@ def test_guest_sees_the_e1000e_with_its_mac_and_link_up(nic, capsys):
     log.wait_for(rf"^AVIO link {eth} up$", timeout=120)
     status = hpvm("hpvmstatus", "-P", A, "-d").stdout
     assert f"network:dio:0,5,0x{nic['mac'].replace(':', '').upper()}:hwpath:{LABEL}" in status
-    assert re.search(rf"^hwpath +dio +{LABEL} .* {dashed}$", hpvm("hpvmstatus", "-P", A).stdout,
-                     re.M)
+    assert re.search(
+        rf"^hwpath +dio +{LABEL} .* {dashed}$", hpvm("hpvmstatus", "-P", A).stdout, re.M
+    )
     table = hpvm("hpvmhwmgmt", "-p", "dio", "-l").stdout
     assert re.search(rf"^{nic['address']} .*vfio-pci +\d+ +{A}$", table, re.M)
 
 
 def test_one_function_one_guest(nic):
     refused(
-        "hpvmcreate", "-P", B, "-a", f"network:dio::hwpath:{nic['address']}",
-        code=2, says=f"already given to guest '{A}'",
+        "hpvmcreate",
+        "-P",
+        B,
+        "-a",
+        f"network:dio::hwpath:{nic['address']}",
+        code=2,
+        says=f"already given to guest '{A}'",
     )
     refused("hpvmhwmgmt", "-p", "dio", "-d", LABEL, code=1, says=f"given to guest '{A}'")
 
@@ -150,17 +175,20 @@ def test_live_unplug_waits_for_the_guest_then_plug_again(nic, capsys):
     assert "ua-dio-0-5" not in live_xml(A)
     log.wait_for(r"^AVIO pci- 00:15\.0$", timeout=60, since=mark)
     assert driver(nic["address"]) == "vfio-pci"
-    report(f"DIO unplug: hpvmmodify -d returned after {unplug:.2f} s (guest released it)",
-           capsys)
+    report(f"DIO unplug: hpvmmodify -d returned after {unplug:.2f} s (guest released it)", capsys)
     mark = log.mark()
     started = time.monotonic()
     hpvm("hpvmmodify", "-P", A, "-a", f"network:dio:0,6:hwpath:{LABEL}")
     plug = time.monotonic() - started
-    log.wait_for(r"^AVIO pci\+ 00:16\.0 vendor=0x8086 device=0x10d3 driver=e1000e net=eth\d+$",
-                 timeout=120, since=mark)
+    log.wait_for(
+        r"^AVIO pci\+ 00:16\.0 vendor=0x8086 device=0x10d3 driver=e1000e net=eth\d+$",
+        timeout=120,
+        since=mark,
+    )
     seen = time.monotonic() - started
-    report(f"DIO hot-plug: hpvmmodify -a {plug:.2f} s, the guest's report after {seen:.2f} s",
-           capsys)
+    report(
+        f"DIO hot-plug: hpvmmodify -a {plug:.2f} s, the guest's report after {seen:.2f} s", capsys
+    )
     nic["slot"] = "00:16.0"
 
 
@@ -177,15 +205,19 @@ def test_agent_unplugs_a_function_that_leaves_and_plugs_it_back(nic, capsys):
     mark = log.mark()
     started = time.monotonic()
     Path("/sys/bus/pci/rescan").write_text("1")
-    log.wait_for(r"^AVIO pci\+ 00:16\.0 vendor=0x8086 device=0x10d3 driver=e1000e", timeout=180,
-                 since=mark)
+    log.wait_for(
+        r"^AVIO pci\+ 00:16\.0 vendor=0x8086 device=0x10d3 driver=e1000e", timeout=180, since=mark
+    )
     back = time.monotonic() - started
     assert driver(address) == "vfio-pci"
     journal = sh("journalctl", "-u", "avio-agent", "-o", "cat", "--no-pager").stdout
-    new = journal[len(journal_mark):] if journal.startswith(journal_mark) else journal
+    new = journal[len(journal_mark) :] if journal.startswith(journal_mark) else journal
     assert re.search(rf"dio .*{address}.* gone", new) and re.search(rf"dio .*{address}.* back", new)
-    report(f"agent: function removed -> guest unplugged in {gone:.2f} s; "
-           f"rescan -> back in the guest in {back:.2f} s", capsys)
+    report(
+        f"agent: function removed -> guest unplugged in {gone:.2f} s; "
+        f"rescan -> back in the guest in {back:.2f} s",
+        capsys,
+    )
 
 
 def test_after_stop_still_pooled_on_vfio_then_back_to_e1000e(nic):

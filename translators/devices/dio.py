@@ -67,9 +67,7 @@ def parse_function(text: str) -> str | None:
     if match is None:
         return None
     domain = match.group("domain") or "0000"
-    return (
-        f"{domain}:{match.group('bus')}:{match.group('slot')}.{match.group('function')}".lower()
-    )
+    return f"{domain}:{match.group('bus')}:{match.group('slot')}.{match.group('function')}".lower()
 
 
 def check_hwpath(text: str, statement: str) -> str:
@@ -131,9 +129,7 @@ class DioDevice(Device):
     # -- statements ----------------------------------------------------------
     @classmethod
     def claims(cls, fields: list[str]) -> bool:
-        return (
-            len(fields) > 1 and fields[0].lower() == "network" and fields[1].lower() == "dio"
-        )
+        return len(fields) > 1 and fields[0].lower() == "network" and fields[1].lower() == "dio"
 
     @classmethod
     def parse(cls, statement: str, warnings: Warnings | None) -> DioDevice:
