@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -155,10 +155,15 @@ def resolve_guest(guest: Guest, pool: Pool | None = None) -> None:
     resolve(guest.devices, pool)
 
 
-def prepare(devices: Iterable[Device], pool: Pool | None = None) -> None:
+def prepare(
+    devices: Iterable[Device],
+    pool: Pool | None = None,
+    binder: Callable[[pci.Function], None] | None = None,
+) -> None:
     """Just before functions reach a guest (create, hot-plug, start, autostart): each is
     in the pool, exists, is allowed by the device database and sits on vfio-pci (bound
-    again when the host gave it back, e.g. after a reboot, if the host does not use it)."""
+    again when the host gave it back, e.g. after a reboot, if the host does not use it;
+    by `binder`, else through sysfs)."""
     dios = dio_devices(devices)
     if not dios:
         return
@@ -176,7 +181,10 @@ def prepare(devices: Iterable[Device], pool: Pool | None = None) -> None:
             why = admission_refusal(function, pool)
             if why:
                 raise HostError(f"{why}: '{statement}'")
-            pci.bind(function, pci.VFIO)
+            if binder is not None:
+                binder(function)
+            else:
+                pci.bind(function, pci.VFIO)
 
 
 def users(guests: Iterable[Guest]) -> dict[str, str]:

@@ -217,12 +217,18 @@ def bind(function: Function, driver: str | None) -> None:
     if driver == VFIO:
         ensure_vfio_driver()
     _write(function.path / "driver_override", f"{driver}\n" if driver else "\n")
-    current = function.driver
-    if current is not None and current != driver:
-        _write(function.path / "driver" / "unbind", function.address)
-    if function.driver is None:
-        _write(DRIVERS_PROBE, function.address)
-    if driver is not None and function.driver != driver:
+
+    def done(current: str | None) -> bool:
+        return current == driver if driver else current not in (None, VFIO)
+
+    for _ in range(3):  # a host driver may take it between two steps (a function just added)
+        if done(function.driver):
+            return
+        if function.driver is not None:
+            _write(function.path / "driver" / "unbind", function.address)
+        if function.driver is None:
+            _write(DRIVERS_PROBE, function.address)
+    if driver is not None and not done(function.driver):
         raise HostError(f"{function.address} did not bind to {driver} (driver: {function.driver})")
 
 
