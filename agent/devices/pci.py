@@ -24,7 +24,7 @@ IOMMU_GROUPS = Path("/sys/kernel/iommu_groups")
 VFIO = "vfio-pci"
 CLASS_NETWORK = 0x02
 CLASS_STORAGE = 0x01
-CLASS_BRIDGE = 0x06
+CLASS_PCI_BRIDGE = 0x0604  # class and subclass: a PCI-to-PCI bridge
 
 
 def _read(path: Path) -> str | None:
@@ -89,7 +89,7 @@ class Function:
 
     @property
     def is_bridge(self) -> bool:
-        return self.class_code >> 16 == CLASS_BRIDGE
+        return self.class_code >> 8 == CLASS_PCI_BRIDGE
 
     @property
     def is_nic(self) -> bool:

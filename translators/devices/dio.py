@@ -334,10 +334,8 @@ class DioDevice(Device):
         )
 
     def forget_identity(self) -> None:
-        """A clone may not have the function (one function, one guest): hpvmclone refuses."""
-        raise HpvmError(
-            "a DIO function belongs to one guest; drop it from the clone (-d)", statement_of(self)
-        )
+        """Kept as it is: the clone's definition is then refused (one function, one guest)
+        unless hpvmclone's -d leaves it out."""
 
     # -- hpvmstatus ----------------------------------------------------------
     def status_row(self) -> list[str]:
