@@ -115,6 +115,7 @@ def write_atomic(path: os.PathLike | str, text: str, mode: int = 0o644) -> None:
     temporary = f"{name}.tmp.{os.getpid()}"
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
+        os.fchmod(fd, mode)  # whatever the umask (the agent's unit has 0077)
         data = memoryview(text.encode())
         while data:
             data = data[os.write(fd, data) :]

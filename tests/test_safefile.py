@@ -86,3 +86,14 @@ def test_only_a_finished_file_is_an_event(tmp_path):
     assert config_events(IN_CREATE | IN_MODIFY, path) == []
     assert [e.deleted for e in config_events(IN_CLOSE_WRITE, path)] == [False]
     assert config_events(IN_CLOSE_WRITE, tmp_path / ".g.conf.tmp") == []
+
+
+def test_write_atomic_replaces_the_whole_file_and_leaves_no_temporary(tmp_path):
+    from agent.safefile import write_atomic
+
+    target = tmp_path / "state" / "pool.json"
+    write_atomic(target, "one\n")
+    write_atomic(target, "two\n" * 1000)
+    assert target.read_text() == "two\n" * 1000
+    assert [p.name for p in target.parent.iterdir()] == ["pool.json"]
+    assert target.stat().st_mode & 0o777 == 0o644
