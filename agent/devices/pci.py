@@ -82,10 +82,13 @@ class Function:
             return []
         return [Function(p.name) for p in sorted((IOMMU_GROUPS / group / "devices").iterdir())]
 
+    def _net_dirs(self) -> list[Path]:
+        """Its network interfaces' sysfs dirs: `net/X`, or `virtio*/net/X` (virtio-net)."""
+        return sorted([*self.path.glob("net/*"), *self.path.glob("virtio*/net/*")])
+
     @property
     def netdevs(self) -> list[str]:
-        net = self.path / "net"
-        return sorted(p.name for p in net.iterdir()) if net.is_dir() else []
+        return [p.name for p in self._net_dirs()]
 
     @property
     def is_bridge(self) -> bool:
@@ -109,8 +112,8 @@ class Function:
     @property
     def mac(self) -> str | None:
         """The MAC of its host NIC (while a host driver has it)."""
-        for name in self.netdevs:
-            mac = _read(self.path / "net" / name / "address")
+        for net in self._net_dirs():
+            mac = _read(net / "address")
             if mac:
                 return mac.lower()
         return None
