@@ -71,6 +71,9 @@ def check_storage(domain_xml: str) -> None:
 
     guest = read_domain(domain_xml)
     check_storage_now(guest, claims_from_files(domain_dirs(), exclude=guest.name))
+    from agent.devices import dio
+
+    dio.prepare(guest.devices)  # DIO functions: pooled, present, on vfio-pci
 
 
 def prepare(domain_xml: str, vswitches: dict[str, VSwitch]) -> None:

@@ -6,7 +6,6 @@ symlink could point anywhere, and a file others can write is not the admin's.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
@@ -106,25 +105,31 @@ def _kind(mode: int) -> str:
 
 
 def write_atomic(path: os.PathLike | str, text: str, mode: int = 0o644) -> None:
-    """Replace the file at `path` with `text` at once: a reader sees the old or the new
-    whole file, never a part (a temporary file in the same directory, synced, renamed)."""
+    """Replace a file's content at once: a temporary file beside it, fsynced, renamed over it.
+
+    A reader sees the old content or the new one, never a part; a crash leaves one of them.
+    """
     name = os.fsdecode(path)
     directory = os.path.dirname(name) or "."
-    tmp = os.path.join(directory, f".{os.path.basename(name)}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    temporary = f"{name}.tmp.{os.getpid()}"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW
+    fd = os.open(temporary, flags, mode)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
-        os.replace(tmp, name)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dfd)
+        os.fchmod(fd, mode)  # whatever the umask (the agent's unit has 0077)
+        data = memoryview(text.encode())
+        while data:
+            data = data[os.write(fd, data) :]
+        os.fsync(fd)
     finally:
-        os.close(dfd)
+        os.close(fd)
+    try:
+        os.replace(temporary, name)
+    except OSError:
+        os.unlink(temporary)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

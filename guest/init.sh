@@ -57,6 +57,29 @@ configure_nic() {
   }
 }
 
+# PCI network functions (what DIO passes through) and each NIC's link state:
+# "pci 00:13.0 vendor=0x8086 device=0x10d3 driver=e1000e net=eth1", "link eth1 up".
+snapshot_pci() {
+  for fn in /sys/bus/pci/devices/*; do
+    [ -e "$fn" ] || continue
+    case $(cat "$fn/class") in 0x02*) ;; *) continue ;; esac
+    address=${fn##*/}
+    driver=none
+    [ -e "$fn/driver" ] && driver=$(basename "$(readlink "$fn/driver")")
+    net=none
+    for dir in "$fn"/net/* "$fn"/virtio*/net/*; do
+      [ -e "$dir" ] && { net=${dir##*/}; break; }
+    done
+    echo "pci_$address pci ${address#0000:} vendor=$(cat "$fn/vendor")" \
+      "device=$(cat "$fn/device") driver=$driver net=$net"
+  done
+  for nic in /sys/class/net/*; do
+    name=${nic##*/}
+    [ "$name" = lo ] && continue
+    echo "link_$name link $name $(cat "$nic/operstate")"
+  done
+}
+
 # One line per device: "<key> <report line>".
 snapshot() {
   for dev in /sys/block/sd* /sys/block/sr*; do
@@ -75,6 +98,7 @@ snapshot() {
     [ "$name" = lo ] && continue
     echo "nic_$name nic $name mac=$(cat "$nic/address")"
   done
+  snapshot_pci
 }
 
 diff_snapshots() {
@@ -85,7 +109,8 @@ diff_snapshots() {
       say "$kind+ $name $rest"
       [ "$kind" = nic ] && configure_nic "$name"
     elif [ "$previous" != "$key $kind $name $rest" ]; then
-      case "$rest" in
+      case "$kind:$rest" in
+        pci:* | link:*) say "$kind $name $rest" ;;
         *type=cdrom*) say "media $name ${rest#* }" ;;
         *) size=${rest#* size=}; say "size $name ${size%% *}" ;;
       esac

@@ -97,3 +97,14 @@ def test_write_atomic_replaces_the_whole_file_and_leaves_no_temporary(tmp_path):
     assert target.read_text() == "second\n"
     assert target.stat().st_mode & 0o777 == 0o640
     assert [p.name for p in tmp_path.iterdir()] == ["devices.json"]
+
+
+def test_write_atomic_makes_the_directory_and_keeps_the_mode_whatever_the_umask(tmp_path):
+    from agent.safefile import write_atomic
+
+    target = tmp_path / "state" / "pool.json"
+    write_atomic(target, "one\n")
+    write_atomic(target, "two\n" * 1000)
+    assert target.read_text() == "two\n" * 1000
+    assert [p.name for p in target.parent.iterdir()] == ["pool.json"]
+    assert target.stat().st_mode & 0o777 == 0o644

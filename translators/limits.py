@@ -11,6 +11,7 @@ PCI_BUSES = {
     Adapter.AVIO_LAN: range(8),
     Adapter.SCSI: range(7),
     Adapter.LAN: range(8),
+    Adapter.DIO: range(8),
 }
 PCI_SLOTS = range(8)
 # HPVM gives VIO SCSI targets 0-14; KVM's emulated LSI 53C895A (libvirt

@@ -57,6 +57,8 @@ class HostClaims:
         """A guest's backing store (by key) and the adapter it uses it through."""
         self.backings[key] = guest
         self.backing_adapters.setdefault(key, set()).add(str(adapter))
+    #: Host PCI function (DDDD:BB:DD.F) -> the guest it is given to (DIO).
+    functions: dict[str, str] = field(default_factory=dict)
 
 
 def check_device(device: Device) -> None:

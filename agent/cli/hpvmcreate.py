@@ -7,6 +7,7 @@ import sys
 from agent.accel import detect_virt_type
 from agent.cli.common import EXIT_OK, connect, entry_point, guest_locked, warn
 from agent.cli.options import create_parser
+from agent.devices import dio
 from agent.safefile import read_config_bytes
 from agent.storage.backing import backing_size
 from translators.allocate import complete
@@ -33,6 +34,7 @@ def create(argv: list[str]) -> int:
         options = create_parser().parse_args([*file_argv, *argv])
     guest = guest_from_options(options, warnings)
     warn(PROG, warnings)
+    dio.resolve_guest(guest)  # DIO functions: only pool members (their host facts)
     check_guest(guest)
     check_sizes(guest, backing_size)
     if options.print_xml or options.check_only:

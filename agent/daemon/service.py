@@ -36,10 +36,12 @@ from agent.daemon.config_files import ConfigHandlers
 from agent.daemon.configs import ConfigIndex
 from agent.daemon.libvirt_events import DomainEvent, LibvirtHandlers, subscribe
 from agent.daemon.notify import sd_notify
+from agent.daemon.pci_events import PciHandlers
 from agent.daemon.sources import (
     UDEV_BUFFER,
     BlockEvent,
     ConfigEvent,
+    PciEvent,
     Resync,
     start_config_source,
     start_udev_source,
@@ -51,6 +53,8 @@ from agent.daemon.work import (
     DeviceAppeared,
     DiskGone,
     Forward,
+    FunctionBack,
+    FunctionGone,
     ReconcileGuest,
     Replug,
     ResizeDisks,
@@ -114,12 +118,14 @@ class Agent:
         self.resync = threading.Event()
         self.stopping = False
         block, config, domains = BlockHandlers(self), ConfigHandlers(self), LibvirtHandlers(self)
+        functions = PciHandlers(self)
         self.debounced = (block.pending, config.pending)
         self.routes: dict[type, Callable[[Any], None]] = {
             # a source's event: accepted by the loop
             BlockEvent: block.accept,
             ConfigEvent: config.accept,
             DomainEvent: domains.accept,
+            PciEvent: functions.accept,
             Resync: self._lost_events,
             _Closed: self._closed,
             # work: in the loop, or (with a guest) in the guest's worker
@@ -132,6 +138,8 @@ class Agent:
             ApplyConfig: config.handle_config,
             ReconcileGuest: domains.reconcile_domain,
             ApplyPorts: domains.apply_ports,
+            FunctionGone: functions.gone,
+            FunctionBack: functions.back,
         }
 
     def offer(self, item: object) -> None:

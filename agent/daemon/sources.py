@@ -42,6 +42,15 @@ class BlockEvent:
 
 
 @dataclass(frozen=True)
+class PciEvent:
+    """A uevent of a PCI function (`add`, `remove`, `bind`, ...), by its address."""
+
+    action: str
+    address: str  # DDDD:BB:DD.F
+    seen: float  # time.monotonic()
+
+
+@dataclass(frozen=True)
 class ConfigEvent:
     path: Path
     deleted: bool
@@ -61,13 +70,14 @@ def udev_running() -> bool:
 def _open_monitor(source: str, buffer_size: int) -> pyudev.Monitor:
     monitor = pyudev.Monitor.from_netlink(pyudev.Context(), source)
     monitor.filter_by("block")
+    monitor.filter_by("pci")  # DIO functions leaving and returning
     monitor.set_receive_buffer_size(buffer_size)
     monitor.start()
     return monitor
 
 
 def start_udev_source(put: Put, buffer_size: int = UDEV_BUFFER) -> str:
-    """Forward block uevents to `put` from a thread; returns the netlink source used.
+    """Forward block (and PCI) uevents to `put` from a thread; returns the netlink source used.
 
     With udevd running, events come after its rules ran (so /dev/disk/by-id links
     exist); without it, straight from the kernel. When the monitor fails (ENOBUFS:
@@ -86,6 +96,9 @@ def start_udev_source(put: Put, buffer_size: int = UDEV_BUFFER) -> str:
                     log.warning("udev monitor re-opened; reconciling (events were lost)")
                     put(Resync("udev"))
                 device = monitor.poll()
+                if device is not None and device.subsystem == "pci":
+                    put(PciEvent(device.action or "change", device.sys_name, time.monotonic()))
+                    continue
                 if device is None or not device.device_number:
                     continue
                 put(

@@ -81,3 +81,19 @@ class ReconcileGuest(Work):
 @dataclass(frozen=True)
 class ApplyPorts(Work):
     """A device was plugged: every NIC of the guest gets its port's rules."""
+
+
+@dataclass(frozen=True)
+class FunctionGone(Work):
+    """A DIO function of the running guest left the host: unplugged (kept in the definition)."""
+
+    address: str
+    seen: float
+
+
+@dataclass(frozen=True)
+class FunctionBack(Work):
+    """A DIO function the guest's definition has is back on the host: plug it in again."""
+
+    address: str
+    seen: float

@@ -1,1 +1,2 @@
-"""Host devices guests may or may not use: the device database (hpvmdevmgmt)."""
+"""Host devices and what guests may use of them: the device database (hpvmdevmgmt),
+PCI functions for vfio (DIO)."""

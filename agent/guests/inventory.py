@@ -10,6 +10,7 @@ import libvirt
 
 from agent.network.vswitch_store import all_vswitches
 from agent.storage.hostcheck import backing_key
+from translators.devices.dio import DioDevice
 from translators.errors import HpvmError
 from translators.model import Guest, NetworkDevice, StorageType
 from translators.readback import read_domain
@@ -160,6 +161,12 @@ class HostView:
             for dev in guest.storage:
                 if dev.storage is not StorageType.NULL:
                     result.add_backing(result.key(dev.location), guest.name, dev.adapter)
+            for dio in guest.of_kind(DioDevice):
+                assert isinstance(dio, DioDevice)
+                if dio.function:
+                    result.functions[dio.function] = guest.name
+                if dio.mac:
+                    result.macs[dio.mac] = f"guest {guest.name}"
             for nic in guest.networks:
                 if nic.mac:
                     result.macs[nic.mac] = f"guest {guest.name}"

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import libvirt
 
 from agent.connection import libvirt_message
+from agent.devices import dio
 from agent.errors import HostError
 from agent.guests.apply import Applier
 from agent.guests.inventory import HostView, config_guest
@@ -35,11 +36,13 @@ def define_guest(
     """Check `guest` against the host (claims, backing stores) and define it in libvirt."""
     host = host or HostView(conn)
     refuse_taken_name(conn, guest.name)
+    dio.resolve_guest(guest)  # only DIO pool members: their functions
     host_claims = host.claims()
     check_guest(guest, host_claims)
     guest = complete(guest, host_claims)
     for dev in guest.storage:
         check_backing(dev)
+    dio.prepare(guest.devices)
     check_sizes(guest, backing_size)
     guest.number = host.next_number()
     try:
@@ -61,10 +64,13 @@ def plan_devices(
     """(before, after, changes) for a device change, checked against the host."""
     host = host or HostView(conn)
     before = config_guest(dom)
+    dio.resolve([*add, *change])
+    dio.resolve(delete, strict=False)
     after, changes = plan_modify(before, add, delete, change, host.claims(exclude=before.name))
     for item in changes:
         if item.action is not Action.DETACH and item.device.HOST_BACKED:
             check_backing(item.device)  # type: ignore[arg-type]
+    dio.prepare(c.device for c in changes if c.action is Action.ATTACH)
     return before, after, changes
 
 
@@ -150,6 +156,7 @@ def start_guest(
     guest = config_guest(dom)
     nics = guest.networks
     startcheck.check_start(host, guest)  # storage as it is now (the hook checks virsh start)
+    dio.prepare(guest.devices)  # DIO functions: pooled, present, on vfio-pci
     saved = dom.hasManagedSaveImage(0)
     try:
         if not host.on_vswitches(nics):

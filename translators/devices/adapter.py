@@ -12,6 +12,7 @@ class Adapter(StrEnum):
     SCSI = "scsi"
     AVIO_LAN = "avio_lan"
     LAN = "lan"
+    DIO = "dio"  # a host PCI function passed through (vfio): HPVM direct I/O
 
     @property
     def is_avio(self) -> bool:

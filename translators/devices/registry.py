@@ -10,12 +10,14 @@ from __future__ import annotations
 from lxml import etree
 
 from translators.devices.base import Device
+from translators.devices.dio import DioDevice
 from translators.devices.network import NetworkDevice
 from translators.devices.storage import StorageDevice
 from translators.errors import HpvmError
 
 KINDS: tuple[type[Device], ...] = (
     StorageDevice,
+    DioDevice,
     NetworkDevice,
 )
 
