@@ -19,6 +19,7 @@ from pathlib import Path
 from agent.devices import pci
 from agent.errors import HostError
 from agent.safefile import read_config, write_atomic
+from agent.storage.hostcheck import check_host_device
 from translators import diopool
 from translators.devices.dio import DioDevice
 from translators.diopool import Member, Pool
@@ -65,10 +66,11 @@ def locked() -> Iterator[Pool]:
 
 
 # -- the device database (hpvmdevmgmt) ---------------------------------------------------------
-def database_allows(address: str) -> None:
-    """THE place where the device database (agent/devices/database.py, hpvmdevmgmt) will
-    refuse a restricted function; every path that hands a function to a guest calls it.
-    Not built yet: allows everything."""
+def database_allows(address: str, statement: str | None = None) -> None:
+    """The device database (`hpvmdevmgmt -a rdev:...`) refuses a restricted function, or
+    the function of a restricted NIC; every path that pools a function or hands it to a
+    guest calls this."""
+    check_host_device(f"/sys/bus/pci/devices/{address}", statement)
 
 
 # -- pooling -----------------------------------------------------------------------------------
@@ -176,7 +178,7 @@ def prepare(
         statement = dio.text or dio.requested or dio.format()
         if not function.exists():
             raise HostError(f"PCI function {address} is not on the host now: '{statement}'")
-        database_allows(address)
+        database_allows(address, statement)
         if function.driver != pci.VFIO:
             why = admission_refusal(function, pool)
             if why:

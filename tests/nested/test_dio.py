@@ -99,6 +99,14 @@ def test_refused_into_the_pool(nic):
     refused("hpvmhwmgmt", "-p", "dio", "-a", "0000:00:1e.7", code=1, says="no PCI function")
     refused("hpvmhwmgmt", "-p", "dio", "-a", "00:02", code=2, says="bad PCI address")
     assert driver(mgmt) == "virtio-pci" and driver(smbus) == "i801_smbus"
+    # The device database: a restricted function is not pooled (nor given to a guest).
+    entry = f"rdev:/sys/bus/pci/devices/{nic['address']}"
+    hpvm("hpvmdevmgmt", "-a", entry)
+    try:
+        refused("hpvmhwmgmt", "-p", "dio", "-a", nic["address"], code=2, says="restricted")
+    finally:
+        hpvm("hpvmdevmgmt", "-d", entry)
+    assert driver(nic["address"]) == "e1000e"
 
 
 def test_not_in_the_pool_is_refused_to_a_guest(nic):
