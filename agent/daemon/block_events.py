@@ -28,7 +28,7 @@ from agent.daemon.work import (
     Replug,
     ResizeDisks,
 )
-from agent.guests.removal import RemovalWatch
+from agent.guests.removal import UNPLUG_TIMEOUT, RemovalWatch
 from agent.storage.startcheck import check_replug
 from translators.errors import HpvmError
 from translators.live import block_disks, find_disk, missing_block_disks
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("avio-agent")
 
-UNPLUG_TIMEOUT = 30.0
 
 
 class BlockHandlers:

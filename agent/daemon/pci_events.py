@@ -26,7 +26,7 @@ from agent.daemon.work import FunctionBack, FunctionGone
 from agent.devices import dio, pci
 from agent.errors import HostError
 from agent.guests.inventory import config_guest
-from agent.guests.removal import RemovalWatch
+from agent.guests.removal import UNPLUG_TIMEOUT, RemovalWatch
 from translators.errors import HpvmError
 from translators.readback import read_domain
 from translators.render import device_xml
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("avio-agent")
 
-UNPLUG_TIMEOUT = 30.0
 NODEDEV_WAIT = 20.0  # libvirt's node device list catches up with a rescan
 
 

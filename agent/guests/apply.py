@@ -14,7 +14,7 @@ import libvirt
 
 from agent.connection import libvirt_message
 from agent.errors import HostError
-from agent.guests.removal import RemovalWatch
+from agent.guests.removal import UNPLUG_TIMEOUT, RemovalWatch
 from translators.model import Device, Guest
 from translators.plan import Action, Change, plugged
 from translators.readback import bridge_buses
@@ -22,7 +22,6 @@ from translators.render import NS, NS_PREFIX, bridge_xml, metadata_element_xml, 
 
 LIVE = libvirt.VIR_DOMAIN_AFFECT_LIVE
 CONFIG = libvirt.VIR_DOMAIN_AFFECT_CONFIG
-UNPLUG_TIMEOUT = 30.0
 
 
 class Applier:

@@ -11,6 +11,10 @@ import libvirt
 
 from agent.errors import HostError
 
+#: How long a guest may take to let go of an unplugged device (disk, NIC, PCI function).
+#: A PCI function under nested virtualization on a loaded machine took 30.4 s.
+UNPLUG_TIMEOUT = 60.0
+
 
 class RemovalWatch:
     """Collects device-removal events of one domain; use as a context manager."""
