@@ -37,6 +37,7 @@ MODULES=(
   scsi_common scsi_mod crc64 crc64-rocksoft crct10dif_common crc-t10dif t10-pi
   sd_mod cdrom sr_mod virtio_scsi failover net_failover virtio_net
   scsi_transport_spi sym53c8xx e1000 llc stp garp mrp 8021q
+  st ch sg
 )
 
 kernel_package() {

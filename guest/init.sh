@@ -75,6 +75,25 @@ snapshot() {
     [ "$name" = lo ] && continue
     echo "nic_$name nic $name mac=$(cat "$nic/address")"
   done
+  snapshot_scsi
+}
+
+# SCSI devices: "scsi_H:C:T:L scsi H:C:T:L type=N class=st0,sg1" (the class devices
+# its drivers made: scsi_tape stN, scsi_changer chN, block sdX/srN, scsi_generic sgN).
+snapshot_scsi() {
+  for dev in /sys/bus/scsi/devices/*:*:*:*; do
+    [ -e "$dev/type" ] || continue
+    hctl=${dev##*/}
+    classes=""
+    for class in "$dev"/scsi_tape/* "$dev"/scsi_changer/* "$dev"/block/* "$dev"/scsi_generic/*; do
+      [ -e "$class" ] || continue
+      name=${class##*/}
+      case $name in st[0-9]*[!0-9]*) continue ;; esac # st0l, st0m, st0a: modes of st0
+      case $name in nst*) continue ;; esac
+      classes=${classes:+$classes,}$name
+    done
+    echo "scsi_$hctl scsi $hctl type=$(cat "$dev/type") class=${classes:-none}"
+  done
 }
 
 diff_snapshots() {
@@ -86,6 +105,7 @@ diff_snapshots() {
       [ "$kind" = nic ] && configure_nic "$name"
     elif [ "$previous" != "$key $kind $name $rest" ]; then
       case "$rest" in
+        *class=*) say "$kind $name $rest" ;; # a SCSI device's drivers bound (or let go)
         *type=cdrom*) say "media $name ${rest#* }" ;;
         *) size=${rest#* size=}; say "size $name ${size%% *}" ;;
       esac

@@ -48,6 +48,8 @@ class HostClaims:
     #: layer passes one that makes /dev/disk/by-id/... and /dev/sdb equal).
     key: Callable[[str], str] = field(default=os.path.normpath)
     local_vswitches: set[str] = field(default_factory=set)  # no uplink: VIO lan only
+    #: Attached (pass-through) host devices by identity -> the guest that has it.
+    attached: dict[str, str] = field(default_factory=dict)
 
 
 def check_device(device: Device) -> None:

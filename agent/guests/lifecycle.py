@@ -7,6 +7,7 @@ from collections.abc import Callable
 import libvirt
 
 from agent.connection import libvirt_message
+from agent.devices import scsi
 from agent.errors import HostError
 from agent.guests.apply import Applier
 from agent.guests.inventory import HostView, config_guest
@@ -36,6 +37,7 @@ def define_guest(
     host = host or HostView(conn)
     refuse_taken_name(conn, guest.name)
     host_claims = host.claims()
+    scsi.check_devices(guest.devices, host_claims)  # attached devices: their host facts
     check_guest(guest, host_claims)
     guest = complete(guest, host_claims)
     for dev in guest.storage:
@@ -61,7 +63,9 @@ def plan_devices(
     """(before, after, changes) for a device change, checked against the host."""
     host = host or HostView(conn)
     before = config_guest(dom)
-    after, changes = plan_modify(before, add, delete, change, host.claims(exclude=before.name))
+    claims = host.claims(exclude=before.name)
+    scsi.check_devices([*add, *change], claims)  # attached devices: their host facts
+    after, changes = plan_modify(before, add, delete, change, claims)
     for item in changes:
         if item.action is not Action.DETACH and item.device.HOST_BACKED:
             check_backing(item.device)  # type: ignore[arg-type]
@@ -130,6 +134,18 @@ def refresh_vlans(
         vswitches.release_nic(dom, nic)
 
 
+def follow_moved(dom: libvirt.virDomain, moved: list[tuple[str, str]]) -> None:
+    """Definition: attached devices that came back at a new SCSI address (same identity)
+    get it (`moved`: (old XML, new XML) of each)."""
+    flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG
+    try:
+        for old, new in moved:
+            dom.detachDeviceFlags(old, flags)
+            dom.attachDeviceFlags(new, flags)
+    except libvirt.libvirtError as err:
+        raise HostError(libvirt_message(err)) from None
+
+
 def start_guest(
     conn: libvirt.virConnect, dom: libvirt.virDomain, host: HostView | None = None
 ) -> None:
@@ -150,6 +166,7 @@ def start_guest(
     guest = config_guest(dom)
     nics = guest.networks
     startcheck.check_start(host, guest)  # storage as it is now (the hook checks virsh start)
+    follow_moved(dom, startcheck.check_attached_start(host, guest))
     saved = dom.hasManagedSaveImage(0)
     try:
         if not host.on_vswitches(nics):

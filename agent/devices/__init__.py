@@ -1,0 +1,1 @@
+"""Host devices handed to guests whole (pass-through)."""
