@@ -36,11 +36,13 @@ from agent.daemon.config_files import ConfigHandlers
 from agent.daemon.configs import ConfigIndex
 from agent.daemon.libvirt_events import DomainEvent, LibvirtHandlers, subscribe
 from agent.daemon.notify import sd_notify
+from agent.daemon.scsi_events import ScsiHandlers
 from agent.daemon.sources import (
     UDEV_BUFFER,
     BlockEvent,
     ConfigEvent,
     Resync,
+    ScsiEvent,
     start_config_source,
     start_udev_source,
 )
@@ -54,6 +56,7 @@ from agent.daemon.work import (
     ReconcileGuest,
     Replug,
     ResizeDisks,
+    ScsiSync,
     Work,
 )
 from agent.daemon.workers import GuestWorkers
@@ -114,10 +117,12 @@ class Agent:
         self.resync = threading.Event()
         self.stopping = False
         block, config, domains = BlockHandlers(self), ConfigHandlers(self), LibvirtHandlers(self)
+        self.scsi = scsi = ScsiHandlers(self)
         self.debounced = (block.pending, config.pending)
         self.routes: dict[type, Callable[[Any], None]] = {
             # a source's event: accepted by the loop
             BlockEvent: block.accept,
+            ScsiEvent: scsi.accept,
             ConfigEvent: config.accept,
             DomainEvent: domains.accept,
             Resync: self._lost_events,
@@ -132,6 +137,7 @@ class Agent:
             ApplyConfig: config.handle_config,
             ReconcileGuest: domains.reconcile_domain,
             ApplyPorts: domains.apply_ports,
+            ScsiSync: scsi.sync,
         }
 
     def offer(self, item: object) -> None:
@@ -375,6 +381,7 @@ class Agent:
             self._dispatch(ApplyConfig(path.stem, path))
         for dom in self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
             self._dispatch(ReconcileGuest(dom.name()))
+        self._guarded(self.scsi.sync_all)  # attached SCSI devices gone or back meanwhile
         self.devices_changed()
         log.info("reconcile (%s) queued in %.1f ms", reason, (time.monotonic() - start) * 1e3)
 

@@ -81,3 +81,10 @@ class ReconcileGuest(Work):
 @dataclass(frozen=True)
 class ApplyPorts(Work):
     """A device was plugged: every NIC of the guest gets its port's rules."""
+
+
+@dataclass(frozen=True)
+class ScsiSync(Work):
+    """A SCSI device came or went: the guest's attached devices brought in line."""
+
+    seen: float  # time.monotonic() of the uevent (latency is measured from it)

@@ -156,6 +156,15 @@ def check_device(dev: ScsiPassthroughDevice, claims: HostClaims | None = None) -
     found = describe(hctl)
     if found is None:
         raise HpvmError(f"there is no SCSI device {hctl} on this host", stmt)
+    return check_found(dev, found, claims)
+
+
+def check_found(
+    dev: ScsiPassthroughDevice, found: ScsiHostDevice, claims: HostClaims | None = None
+) -> ScsiHostDevice:
+    """The host checks of the device found for `dev`; then `dev` gets its host facts."""
+    stmt = statement_of(dev)
+    hctl = found.hctl
     if found.block:
         reason = host_use(found.block)
         if reason:
@@ -200,6 +209,25 @@ def check_now(dev: ScsiPassthroughDevice, claims: HostClaims | None = None) -> S
             statement_of(dev),
         )
     return found
+
+
+def returning(
+    dev: ScsiPassthroughDevice, claims: HostClaims | None = None
+) -> ScsiHostDevice | None:
+    """The host device a defined device was given, if it is there now (found by its
+    identity: its address may be new), checked; None when it is not there."""
+    found = find_identity(dev.identity) if dev.identity else None
+    if found is None and dev.host and not dev.identity:
+        found = describe(dev.host)
+    if found is None:
+        return None
+    return check_found(dev, found, claims)
+
+
+def present(dev: ScsiPassthroughDevice) -> bool:
+    """Is the host device a running guest has (its live H:C:T:L) still there, the same one?"""
+    found = describe(dev.host) if dev.host else None
+    return found is not None and (not dev.identity or found.identity == dev.identity)
 
 
 def add_claims(claims: HostClaims, guest: Guest) -> None:
