@@ -22,6 +22,7 @@ from agent.daemon.sources import ScsiEvent
 from agent.daemon.work import ScsiSync
 from agent.devices import scsi
 from agent.guests.inventory import HostView
+from agent.guests.lifecycle import follow_moved
 from agent.guests.removal import RemovalWatch
 from translators.errors import HpvmError
 from translators.readback import device_aliases, read_domain
@@ -34,7 +35,6 @@ log = logging.getLogger("avio-agent")
 
 UNPLUG_TIMEOUT = 30.0
 LIVE = libvirt.VIR_DOMAIN_AFFECT_LIVE
-CONFIG = libvirt.VIR_DOMAIN_AFFECT_CONFIG
 
 
 class ScsiHandlers:
@@ -71,7 +71,7 @@ class ScsiHandlers:
         if missing:
             claims = HostView(conn).claims(exclude=work.guest)
             for dev in missing:
-                self._plug(dom, dev, claims, work.seen)
+                self._plug(dom, dev, defined, claims, work.seen)
 
     def _unplug(self, dom: libvirt.virDomain, dev, seen: float) -> None:
         with RemovalWatch(self.agent.conn, dom) as watch:
@@ -89,7 +89,7 @@ class ScsiHandlers:
             (time.monotonic() - seen) * 1e3,
         )
 
-    def _plug(self, dom: libvirt.virDomain, dev, claims, seen: float) -> None:
+    def _plug(self, dom: libvirt.virDomain, dev, defined, claims, seen: float) -> None:
         old_xml = device_xml(dev) if dev.host else None
         try:
             found = scsi.returning(dev, claims)
@@ -100,9 +100,8 @@ class ScsiHandlers:
         if found is None:
             return
         xml = device_xml(dev)
-        if old_xml is not None and xml != old_xml:  # back at another address
-            dom.detachDeviceFlags(old_xml, CONFIG)
-            dom.attachDeviceFlags(xml, CONFIG)
+        if old_xml is not None and xml != old_xml:  # back at another address: follow it
+            follow_moved(dom, [(old_xml, xml)], defined, LIVE)
         dom.attachDeviceFlags(xml, LIVE)
         self.agent.devices_changed()
         metrics.HOTPLUGS.labels("attach").inc()

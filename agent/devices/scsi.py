@@ -198,17 +198,19 @@ def check_devices(devices: Iterable[object], claims: HostClaims | None = None) -
 
 
 def check_now(dev: ScsiPassthroughDevice, claims: HostClaims | None = None) -> ScsiHostDevice:
-    """Before a defined device reaches a running guest (start, re-plug): the device its
-    statement names now must be the one the guest was given (same identity)."""
-    was = dev.identity
-    found = check_device(dev, claims)
-    if was and found.identity != was:
+    """Before a defined device reaches a running guest (start): the device the guest was
+    given, found by its identity (its address or /dev/sgN may have changed: its facts
+    follow), else by the statement's name; checked."""
+    if not dev.identity or dev.identity.startswith("hctl:"):
+        return check_device(dev, claims)
+    dev.check()
+    found = find_identity(dev.identity)
+    if found is None:
         raise HpvmError(
-            f"{dev.location} now names another SCSI device ({found.hctl}, {found.identity}; "
-            f"the guest was given {was}): hpvmmodify -d and -a it again",
+            f"the SCSI device the guest was given ({dev.identity}) is not on this host now",
             statement_of(dev),
         )
-    return found
+    return check_found(dev, found, claims)
 
 
 def returning(

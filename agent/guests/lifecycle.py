@@ -17,7 +17,7 @@ from translators.allocate import complete
 from translators.errors import HpvmError
 from translators.model import Device, Guest
 from translators.plan import Action, Change, plan_modify
-from translators.render import render_domain, to_string
+from translators.render import NS, NS_PREFIX, metadata_element_xml, render_domain, to_string
 from translators.validate import check_guest, check_sizes
 
 
@@ -134,14 +134,26 @@ def refresh_vlans(
         vswitches.release_nic(dom, nic)
 
 
-def follow_moved(dom: libvirt.virDomain, moved: list[tuple[str, str]]) -> None:
-    """Definition: attached devices that came back at a new SCSI address (same identity)
-    get it (`moved`: (old XML, new XML) of each)."""
-    flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG
+def follow_moved(
+    dom: libvirt.virDomain, moved: list[tuple[str, str]], guest: Guest, flags: int = 0
+) -> None:
+    """Definition (and `flags`): attached devices that came back at a new SCSI address
+    (same identity) get it (`moved`: (old XML, new XML) of each); `guest` has their new
+    facts, for the metadata."""
+    if not moved:
+        return
+    config = libvirt.VIR_DOMAIN_AFFECT_CONFIG
     try:
         for old, new in moved:
-            dom.detachDeviceFlags(old, flags)
-            dom.attachDeviceFlags(new, flags)
+            dom.detachDeviceFlags(old, config)
+            dom.attachDeviceFlags(new, config)
+        dom.setMetadata(
+            libvirt.VIR_DOMAIN_METADATA_ELEMENT,
+            metadata_element_xml(guest),
+            NS_PREFIX,
+            NS,
+            config | flags,
+        )
     except libvirt.libvirtError as err:
         raise HostError(libvirt_message(err)) from None
 
@@ -166,7 +178,7 @@ def start_guest(
     guest = config_guest(dom)
     nics = guest.networks
     startcheck.check_start(host, guest)  # storage as it is now (the hook checks virsh start)
-    follow_moved(dom, startcheck.check_attached_start(host, guest))
+    follow_moved(dom, startcheck.check_attached_start(host, guest), guest)
     saved = dom.hasManagedSaveImage(0)
     try:
         if not host.on_vswitches(nics):

@@ -385,6 +385,8 @@ def resolve(
     """The device with the host facts the host layer found for it (in place; returned)."""
     if parse_hctl(host) is None:
         raise HpvmError(f"bad SCSI address '{host}'", statement_of(device))
+    if device.storage is AttachType.ATTACH_PATH and parse_hctl(device.location):
+        device.location = host  # the address is the statement's name: it follows the device
     device.host = host
     device.scsi_type = scsi_type
     device.identity = identity
