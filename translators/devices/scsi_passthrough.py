@@ -332,13 +332,6 @@ class ScsiPassthroughDevice(Device):
             )
         return None
 
-    def forget_identity(self) -> None:
-        """A clone must not share an attached device with its source."""
-        raise HpvmError(
-            "an attached device belongs to one guest: leave it out of the clone with -d",
-            statement_of(self),
-        )
-
     # -- hpvmstatus ----------------------------------------------------------
     def status_row(self) -> list[str]:
         return [
