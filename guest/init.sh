@@ -79,7 +79,7 @@ snapshot() {
 }
 
 # SCSI devices: "scsi_H:C:T:L scsi H:C:T:L type=N class=st0,sg1" (the class devices
-# its drivers made: scsi_tape stN, scsi_changer chN, block sdX/srN, scsi_generic sgN).
+# its drivers made: scsi_tape stN, scsi_changer schN, block sdX/srN, scsi_generic sgN).
 snapshot_scsi() {
   for dev in /sys/bus/scsi/devices/*:*:*:*; do
     [ -e "$dev/type" ] || continue

@@ -3,14 +3,21 @@
 What the L2 guests see is read from their own console report (`AVIO scsi H:C:T:L
 type=N class=...`, guest/init.sh). In order:
 
-* a VIO guest (`attach`, LSI) sees a tape (scsi_tape stN) and a medium changer
-  (chN) of the right SCSI types; `hpvmstatus -d` round-trips;
+* a VIO guest (`attach`, LSI) sees the tape (scsi_tape stN, type 1) and the
+  changer's device; an AVIO guest (`attach_path`, virtio-scsi) sees the medium
+  changer (scsi_changer schN, type 8); `hpvmstatus -d` round-trips;
 * refused, one line, exit 2: a second guest asking for the same tape (by another
   name too), the host's own disk (vda), a tape given as a changer;
-* an AVIO guest (`attach_path`, virtio-scsi): live hot-plug and unplug of the
-  tape (the guest reports +/-; the time is printed);
+* the AVIO guest: live hot-plug and unplug of the tape (the guest reports +/-,
+  a tape of type 1; the times are printed);
 * the installed agent unplugs the tape when it leaves the host
   (`echo 1 > .../delete`) and plugs it back when a rescan brings it back.
+
+scsi_debug answers INQUIRY with its module-wide `ptype` of the moment (the host's
+kernel keeps the type it read when it scanned the device), so the guest, which
+sends its own INQUIRY through the pass-through, sees that ptype: it is set to the
+device's own type before each guest scan (boot, hot-plug, host rescan). The VIO
+guest scans its tape and changer at one boot, so only its tape's type is checked.
 """
 
 from __future__ import annotations
@@ -67,6 +74,11 @@ def node(hctl: str, folder: str, prefix: str = "") -> str:
     return f"/dev/{next(n for n in names if n.startswith(prefix) and n[len(prefix) :].isdigit())}"
 
 
+def ptype(scsi_type: str) -> None:
+    """What scsi_debug answers to INQUIRY from now on (module-wide)."""
+    (DRIVER / "ptype").write_text(scsi_type)
+
+
 def console(name: str) -> ConsoleLog:
     return ConsoleLog(f"/var/log/libvirt/qemu/{name}-console.log")
 
@@ -94,6 +106,7 @@ def devices():
     sh("modprobe", "-a", "sg", "st", "ch")
     host = Host()
     tape = changer = None
+    forget_consoles()
     try:
         tape = add_scsi_debug("1")
         changer = add_scsi_debug("8")
@@ -110,11 +123,18 @@ def devices():
         for name in (VIO, AVIO, OTHER):
             hpvm("hpvmremove", "-P", name, "-F", check=False)
         host.cleanup()
+        forget_consoles()
         added = sum(1 for hctl in (tape, changer) if hctl)
         if added:
             (DRIVER / "add_host").write_text(f"-{added}")
         if TIMES:
             print("\nSCSI pass-through times (s):", {k: round(v, 2) for k, v in TIMES.items()})
+
+
+def forget_consoles() -> None:
+    for name in (VIO, AVIO, OTHER):
+        Path(f"/var/log/libvirt/qemu/{name}-console.log").unlink(missing_ok=True)
+        Path(f"/var/log/libvirt/qemu/{name}.log").unlink(missing_ok=True)
 
 
 def tape_vio(d: dict) -> str:
@@ -129,11 +149,12 @@ def test_vio_guest_sees_the_tape_and_the_changer(devices):
     d = devices
     d["host"].define_guest(tape_vio(d), changer_vio(d), memory="192M", name=VIO)
     log = console(VIO)
+    ptype("1")
     hpvm("hpvmstart", "-P", VIO)
     log.wait_for(r"^AVIO ready", timeout=BOOT_TIMEOUT)
-    # LSI: the guest sees SCSI id 1 and 2; st and ch bind to them
+    # LSI: the guest sees SCSI ids 1 and 2; st binds to the tape
     log.wait_for(scsi_line(1, 1) + r"class=\S*\bst\d+\b", timeout=300)
-    log.wait_for(scsi_line(2, 8) + r"class=\S*\bch\d+\b", timeout=300)
+    log.wait_for(r"^AVIO scsi\+? \d+:0:2:0 type=\d+ class=\S*\bsg\d+\b", timeout=300)
 
 
 def test_status_d_round_trips(devices):
@@ -186,9 +207,11 @@ def test_avio_live_hotplug_and_unplug(devices):
         f"changer:avio_stor:0,0,1:attach_path:{d['changer']}", memory="192M", name=AVIO
     )
     log = console(AVIO)
+    ptype("8")
     hpvm("hpvmstart", "-P", AVIO)
     log.wait_for(r"^AVIO ready", timeout=BOOT_TIMEOUT)
-    log.wait_for(scsi_line(1, 8) + r"class=\S*\bch\d+\b", timeout=300)
+    log.wait_for(scsi_line(1, 8) + r"class=\S*\bsch\d+\b", timeout=300)
+    ptype("1")
     mark = log.mark()
     start = time.monotonic()
     hpvm("hpvmmodify", "-P", AVIO, "-a", tape_avio(d))
@@ -231,6 +254,7 @@ def test_agent_unplugs_a_device_that_leaves_and_plugs_it_back(devices):
     assert tape_avio(d) in hpvm("hpvmstatus", "-P", AVIO, "-d").stdout.splitlines()
     mark = log.mark()
     start = time.monotonic()
+    ptype("1")
     host_number = d["tape"].split(":")[0]
     Path(f"/sys/class/scsi_host/host{host_number}/scan").write_text("- - -")
     log.wait_for(scsi_line(2, 1, r"\+"), timeout=300, since=mark)
