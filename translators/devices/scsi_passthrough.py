@@ -255,6 +255,11 @@ class ScsiPassthroughDevice(Device):
         source = SUB(hostdev, "source")
         SUB(source, "adapter", name=f"scsi_host{host}")
         SUB(source, "address", bus=str(channel), target=str(target), unit=str(lun))
+        # libvirt's own one-domain bookkeeping leaks a device that left the host while
+        # attached (its release finds no /dev/sgN) and then refuses it when it returns,
+        # even to the same guest: `shareable` turns that refusal off. One device, one
+        # guest is enforced here instead (`check_guest`, with the host's claims).
+        SUB(hostdev, "shareable")
         SUB(hostdev, "alias", name=self.alias)
         address = SUB(
             hostdev,
