@@ -26,6 +26,7 @@ from pathlib import Path
 
 from lxml import etree
 
+from translators.devices.scsi_passthrough import ScsiPassthroughDevice
 from translators.migration import domain_not_runnable
 from translators.readback import is_hpvm_guest, read_domain
 from translators.vswitch import VSwitch, port_rules, read_network
@@ -70,7 +71,16 @@ def check_storage(domain_xml: str) -> None:
     from agent.storage.startcheck import check_storage_now, claims_from_files
 
     guest = read_domain(domain_xml)
-    check_storage_now(guest, claims_from_files(domain_dirs(), exclude=guest.name))
+    others = claims_from_files(domain_dirs(), exclude=guest.name)
+    check_storage_now(guest, others)
+    if guest.of_kind(ScsiPassthroughDevice):
+        from agent.storage.startcheck import check_attached_now
+
+        if check_attached_now(guest, others):
+            raise RuntimeError(
+                "an attached SCSI device is at another address now: start the guest with "
+                "hpvmstart, which follows it"
+            )
     from agent.devices import dio
 
     dio.prepare(guest.devices)  # DIO functions: pooled, present, on vfio-pci

@@ -38,6 +38,7 @@ MODULES=(
   sd_mod cdrom sr_mod virtio_scsi failover net_failover virtio_net
   scsi_transport_spi sym53c8xx e1000 llc stp garp mrp 8021q
   e1000e
+  st ch sg
 )
 
 kernel_package() {

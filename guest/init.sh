@@ -60,23 +60,27 @@ configure_nic() {
 # PCI network functions (what DIO passes through) and each NIC's link state:
 # "pci 00:13.0 vendor=0x8086 device=0x10d3 driver=e1000e net=eth1", "link eth1 up".
 snapshot_pci() {
+  # Builtins only where it runs for every device: this runs every 200 ms.
   for fn in /sys/bus/pci/devices/*; do
-    [ -e "$fn" ] || continue
-    case $(cat "$fn/class") in 0x02*) ;; *) continue ;; esac
+    [ -e "$fn/class" ] || continue
+    read -r class < "$fn/class"
+    case $class in 0x02*) ;; *) continue ;; esac
     address=${fn##*/}
     driver=none
-    [ -e "$fn/driver" ] && driver=$(basename "$(readlink "$fn/driver")")
+    [ -e "$fn/driver" ] && driver=$(readlink "$fn/driver") && driver=${driver##*/}
     net=none
     for dir in "$fn"/net/* "$fn"/virtio*/net/*; do
       [ -e "$dir" ] && { net=${dir##*/}; break; }
     done
-    echo "pci_$address pci ${address#0000:} vendor=$(cat "$fn/vendor")" \
-      "device=$(cat "$fn/device") driver=$driver net=$net"
+    read -r vendor < "$fn/vendor"
+    read -r device < "$fn/device"
+    echo "pci_$address pci ${address#0000:} vendor=$vendor device=$device driver=$driver net=$net"
   done
   for nic in /sys/class/net/*; do
     name=${nic##*/}
     [ "$name" = lo ] && continue
-    echo "link_$name link $name $(cat "$nic/operstate")"
+    read -r state < "$nic/operstate"
+    echo "link_$name link $name $state"
   done
 }
 
@@ -99,6 +103,26 @@ snapshot() {
     echo "nic_$name nic $name mac=$(cat "$nic/address")"
   done
   snapshot_pci
+  snapshot_scsi
+}
+
+# SCSI devices: "scsi_H:C:T:L scsi H:C:T:L type=N class=st0,sg1" (the class devices
+# its drivers made: scsi_tape stN, scsi_changer schN, block sdX/srN, scsi_generic sgN).
+snapshot_scsi() {
+  for dev in /sys/bus/scsi/devices/*:*:*:*; do
+    [ -e "$dev/type" ] || continue
+    hctl=${dev##*/}
+    classes=""
+    for class in "$dev"/scsi_tape/* "$dev"/scsi_changer/* "$dev"/block/* "$dev"/scsi_generic/*; do
+      [ -e "$class" ] || continue
+      name=${class##*/}
+      case $name in st[0-9]*[!0-9]*) continue ;; esac # st0l, st0m, st0a: modes of st0
+      case $name in nst*) continue ;; esac
+      classes=${classes:+$classes,}$name
+    done
+    read -r type < "$dev/type" # a builtin: this runs every 200 ms, no fork per device
+    echo "scsi_$hctl scsi $hctl type=$type class=${classes:-none}"
+  done
 }
 
 diff_snapshots() {
@@ -111,6 +135,7 @@ diff_snapshots() {
     elif [ "$previous" != "$key $kind $name $rest" ]; then
       case "$kind:$rest" in
         pci:* | link:*) say "$kind $name $rest" ;;
+        scsi:*) say "$kind $name $rest" ;; # a SCSI device's drivers bound (or let go)
         *type=cdrom*) say "media $name ${rest#* }" ;;
         *) size=${rest#* size=}; say "size $name ${size%% *}" ;;
       esac

@@ -55,6 +55,11 @@ STATEMENTS = [
     "network:lan:,,2a-2e-5a-05-0a-ba:vswitch:sw-3",
     "network:lan:2,6,0x2A2E5A050ABC:vswitch:localnet",
     "network:lan:vswitch:swlan1",
+    "tape:scsi::attach:{p}/nst0",
+    "changer:scsi:0,2,3:attach:/dev/null",
+    "burner:avio_stor::attach_path:0:0:1:0",
+    "tape:avio_stor:0,4,0:attach_path:/sys/bus/scsi/devices/9:0:0:0",
+    "tape:avio_stor:0,4,0:attach_path:0/7/1/1.0x500104f00048b29e.0x0",
 ]
 OPTIONS = [
     ["-O", "hpux"],
@@ -116,6 +121,9 @@ HOSTILE_VALUES = [
     "disk",
     "network",
     "null",
+    "attach",
+    "attach_path",
+    "tape",
     "vswitch",
     "portid",
     "localnet",

@@ -95,7 +95,7 @@ def test_nic_vswitch_change_is_an_update():
         (["disk:avio_stor:0,0,3:disk:/dev/loop1"], "already used"),
         (["disk:avio_stor::disk:/dev/loop0"], "already used in this guest"),
         (["network:avio_lan:,,2a-2e-5a-05-0a-ba:vswitch:swlan1"], "already used"),
-        (["tape:avio_stor::disk:/dev/st0"], "not supported"),
+        (["tape:avio_stor::disk:/dev/st0"], "not supported for a tape"),
     ],
 )
 def test_refused_additions(add, words):

@@ -44,13 +44,29 @@ REFUSALS = {
         "disk:avio_stor::disk:/dev/sdb",
     ),
     "null for a disk": refusal("only for dvd", "disk:avio_stor::null:/var/iso"),
-    "tape on AVIO": refusal("not supported with avio_stor", "tape:avio_stor::disk:/dev/st0"),
-    "changer on AVIO": refusal("not supported with avio_stor", "changer:aviostor::disk:/dev/sch0"),
-    "burner on AVIO": refusal("not supported with avio_stor", "burner:avio_stor::disk:/dev/sr0"),
-    "attach on AVIO": refusal(
-        "'attach' backing is not supported", "dvd:avio_stor::attach:/dev/sr0"
+    "tape backed by a disk": refusal("not supported for a tape", "tape:avio_stor::disk:/dev/st0"),
+    "changer backed by a disk": refusal(
+        "not supported for a changer", "changer:aviostor::disk:/dev/sch0"
     ),
-    "tape pass-through on VIO": refusal("pass-through", "tape:scsi::attach:/dev/rscsi/c6t5d0"),
+    "burner backed by a file": refusal("not supported for a burner", "burner:scsi::file:/x.iso"),
+    "attach for a dvd": refusal(
+        "'attach' is for attached devices", "dvd:avio_stor::attach:/dev/sr0"
+    ),
+    "attach_path for a disk": refusal(
+        "'attach_path' is for attached devices", "disk:avio_stor::attach_path:0:0:1:0"
+    ),
+    "attach on AVIO": refusal(
+        "'attach' is not supported with avio_stor", "tape:avio_stor::attach:/dev/st0"
+    ),
+    "attach_path on VIO": refusal(
+        "'attach_path' is not supported with scsi", "changer:scsi::attach_path:0:0:1:0"
+    ),
+    "HP-UX lunpath": refusal(
+        "takes the host's SCSI address H:C:T:L",
+        "tape:avio_stor:0,4,0:attach_path:0/7/1/1.0x500104f00048b29e.0x0",
+    ),
+    "attach without a device": refusal("needs the host device", "tape:scsi::attach:"),
+    "attached tape at LSI id 7": refusal("LSI SCSI id) 7", "tape:scsi:0,0,7:attach:/dev/nst0"),
     "npiv": refusal(
         "NPIV", "hba:avio_stor:1,1,0x50060b00006499a8,0x50060b00006499a9:npiv:/dev/fcd0"
     ),

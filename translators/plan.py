@@ -77,6 +77,7 @@ def _find(guest: Guest, statement: Device, key: Callable[[str], str] | None = No
 def _modified(guest: Guest, statement: Device) -> tuple[Device, Device, Action]:
     """(old, new, how) for a `-m` statement, keyed by its address."""
     kind = registry.kind_of(statement)
+    statement.check_modify(guest)
     if None in statement.place:
         raise HpvmError(kind.PLACE_NEEDED, statement_of(statement))
     candidates = [d for d in guest.of_kind(kind) if d.place == statement.place]

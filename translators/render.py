@@ -102,8 +102,15 @@ def render_domain(guest: Guest, virt_type: str = "kvm") -> etree._Element:
     devices = SUB(domain, "devices")
     for bus in sorted({d.bus for d in guest.devices if d.bus}):
         devices.append(render_bridge(bus))
+    controllers: set[tuple[str | None, str | None]] = set()
     for kind in registry.KINDS:
-        devices.extend(kind.render_all(guest.of_kind(kind)))
+        for element in kind.render_all(guest.of_kind(kind)):
+            if element.tag == "controller":  # an HBA that devices of two kinds share
+                key = (element.get("type"), element.get("index"))
+                if key in controllers:
+                    continue
+                controllers.add(key)
+            devices.append(element)
     serial = SUB(devices, "serial", type="pty")
     SUB(serial, "log", file=console_log_path(guest.name), append="on")
     SUB(serial, "target", port="0")

@@ -52,13 +52,15 @@ class HostClaims:
     backing_adapters: dict[str, set[str]] = field(default_factory=dict)
     #: keys the device database marks SHARE=YES (`hpvmdevmgmt -m gdev:X:attr:SHARE=YES`)
     shared: set[str] = field(default_factory=set)
+    #: Host PCI function (DDDD:BB:DD.F) -> the guest it is given to (DIO).
+    functions: dict[str, str] = field(default_factory=dict)
+    #: Attached (pass-through) host devices by identity -> the guest that has it.
+    attached: dict[str, str] = field(default_factory=dict)
 
     def add_backing(self, key: str, guest: str, adapter: str) -> None:
         """A guest's backing store (by key) and the adapter it uses it through."""
         self.backings[key] = guest
         self.backing_adapters.setdefault(key, set()).add(str(adapter))
-    #: Host PCI function (DDDD:BB:DD.F) -> the guest it is given to (DIO).
-    functions: dict[str, str] = field(default_factory=dict)
 
 
 def check_device(device: Device) -> None:

@@ -38,6 +38,9 @@ def create(argv: list[str]) -> int:
     check_guest(guest)
     check_sizes(guest, backing_size)
     if options.print_xml or options.check_only:
+        from agent.devices import scsi
+
+        scsi.check_devices(guest.devices)  # attached devices: their host address and type
         # no hypervisor needed: addresses allocated within the guest alone
         guest = complete(guest)
         if options.print_xml:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -10,7 +11,7 @@ import libvirt
 from agent.daemon import metrics
 from agent.daemon.index import running_domain
 from agent.daemon.sources import Put
-from agent.daemon.work import ApplyPorts, ReconcileGuest, Replug, ResizeDisks
+from agent.daemon.work import ApplyPorts, ReconcileGuest, Replug, ResizeDisks, ScsiSync
 from agent.guests.inventory import HostView
 from agent.network import vswitches
 
@@ -74,6 +75,8 @@ class LibvirtHandlers:
         vswitches.apply_guest(HostView(self.agent.conn), dom)
         self.agent.offer(Replug(work.guest))
         self.agent.offer(ResizeDisks(work.guest))
+        if "<hostdev" in dom.XMLDesc(0):  # attached SCSI devices gone meanwhile
+            self.agent.offer(ScsiSync(work.guest, time.monotonic()))
 
     def apply_ports(self, work: ApplyPorts) -> None:
         """A NIC was plugged (by anyone): every NIC of the guest gets its port's VLAN rule."""

@@ -37,12 +37,14 @@ from agent.daemon.configs import ConfigIndex
 from agent.daemon.libvirt_events import DomainEvent, LibvirtHandlers, subscribe
 from agent.daemon.notify import sd_notify
 from agent.daemon.pci_events import PciHandlers
+from agent.daemon.scsi_events import ScsiHandlers
 from agent.daemon.sources import (
     UDEV_BUFFER,
     BlockEvent,
     ConfigEvent,
     PciEvent,
     Resync,
+    ScsiEvent,
     start_config_source,
     start_udev_source,
 )
@@ -58,6 +60,7 @@ from agent.daemon.work import (
     ReconcileGuest,
     Replug,
     ResizeDisks,
+    ScsiSync,
     Work,
 )
 from agent.daemon.workers import GuestWorkers
@@ -119,10 +122,12 @@ class Agent:
         self.stopping = False
         block, config, domains = BlockHandlers(self), ConfigHandlers(self), LibvirtHandlers(self)
         functions = PciHandlers(self)
+        self.scsi = scsi = ScsiHandlers(self)
         self.debounced = (block.pending, config.pending)
         self.routes: dict[type, Callable[[Any], None]] = {
             # a source's event: accepted by the loop
             BlockEvent: block.accept,
+            ScsiEvent: scsi.accept,
             ConfigEvent: config.accept,
             DomainEvent: domains.accept,
             PciEvent: functions.accept,
@@ -140,6 +145,7 @@ class Agent:
             ApplyPorts: domains.apply_ports,
             FunctionGone: functions.gone,
             FunctionBack: functions.back,
+            ScsiSync: scsi.sync,
         }
 
     def offer(self, item: object) -> None:
@@ -391,6 +397,7 @@ class Agent:
             self._dispatch(ApplyConfig(path.stem, path))
         for dom in self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
             self._dispatch(ReconcileGuest(dom.name()))
+        self._guarded(self.scsi.sync_all)  # attached SCSI devices gone or back meanwhile
         self.devices_changed()
         log.info("reconcile (%s) queued in %.1f ms", reason, (time.monotonic() - start) * 1e3)
 

@@ -1,4 +1,4 @@
-"""Event sources feeding the agent: udev block events and guest config files.
+"""Event sources feeding the agent: udev block and SCSI events, and guest config files.
 
 Each source runs in its own thread and hands events to `put` (which never
 blocks). A source that loses events (the udev netlink buffer overflowed, the
@@ -47,6 +47,11 @@ class PciEvent:
 
     action: str
     address: str  # DDDD:BB:DD.F
+class ScsiEvent:
+    """A uevent of a SCSI device (`scsi_device`: a tape, changer, disk... at H:C:T:L)."""
+
+    action: str
+    hctl: str
     seen: float  # time.monotonic()
 
 
@@ -71,6 +76,7 @@ def _open_monitor(source: str, buffer_size: int) -> pyudev.Monitor:
     monitor = pyudev.Monitor.from_netlink(pyudev.Context(), source)
     monitor.filter_by("block")
     monitor.filter_by("pci")  # DIO functions leaving and returning
+    monitor.filter_by("scsi", "scsi_device")  # attached (pass-through) devices
     monitor.set_receive_buffer_size(buffer_size)
     monitor.start()
     return monitor
@@ -98,6 +104,9 @@ def start_udev_source(put: Put, buffer_size: int = UDEV_BUFFER) -> str:
                 device = monitor.poll()
                 if device is not None and device.subsystem == "pci":
                     put(PciEvent(device.action or "change", device.sys_name, time.monotonic()))
+                if device is not None and device.subsystem == "scsi":
+                    if device.action in ("add", "remove"):
+                        put(ScsiEvent(device.action, device.sys_name, time.monotonic()))
                     continue
                 if device is None or not device.device_number:
                     continue

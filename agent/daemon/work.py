@@ -97,3 +97,7 @@ class FunctionBack(Work):
 
     address: str
     seen: float
+class ScsiSync(Work):
+    """A SCSI device came or went: the guest's attached devices brought in line."""
+
+    seen: float  # time.monotonic() of the uevent (latency is measured from it)

@@ -1,2 +1,2 @@
 """Host devices and what guests may use of them: the device database (hpvmdevmgmt),
-PCI functions for vfio (DIO)."""
+PCI functions for vfio (DIO), SCSI devices handed to guests whole (pass-through)."""

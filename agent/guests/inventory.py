@@ -11,6 +11,7 @@ import libvirt
 from agent.network.vswitch_store import all_vswitches
 from agent.storage.hostcheck import backing_key
 from translators.devices.dio import DioDevice
+from translators.devices.scsi_passthrough import ScsiPassthroughDevice
 from translators.errors import HpvmError
 from translators.model import Guest, NetworkDevice, StorageType
 from translators.readback import read_domain
@@ -167,6 +168,10 @@ class HostView:
                     result.functions[dio.function] = guest.name
                 if dio.mac:
                     result.macs[dio.mac] = f"guest {guest.name}"
+            if guest.of_kind(ScsiPassthroughDevice):
+                from agent.devices import scsi
+
+                scsi.add_claims(result, guest)
             for nic in guest.networks:
                 if nic.mac:
                     result.macs[nic.mac] = f"guest {guest.name}"

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import libvirt
 
 from agent.connection import libvirt_message
-from agent.devices import dio
+from agent.devices import dio, scsi
 from agent.errors import HostError
 from agent.guests.apply import Applier
 from agent.guests.inventory import HostView, config_guest
@@ -17,7 +17,7 @@ from translators.allocate import complete
 from translators.errors import HpvmError
 from translators.model import Device, Guest
 from translators.plan import Action, Change, plan_modify
-from translators.render import render_domain, to_string
+from translators.render import NS, NS_PREFIX, metadata_element_xml, render_domain, to_string
 from translators.validate import check_guest, check_sizes
 
 
@@ -38,6 +38,7 @@ def define_guest(
     refuse_taken_name(conn, guest.name)
     dio.resolve_guest(guest)  # only DIO pool members: their functions
     host_claims = host.claims()
+    scsi.check_devices(guest.devices, host_claims)  # attached devices: their host facts
     check_guest(guest, host_claims)
     guest = complete(guest, host_claims)
     for dev in guest.storage:
@@ -66,7 +67,9 @@ def plan_devices(
     before = config_guest(dom)
     dio.resolve([*add, *change])
     dio.resolve(delete, strict=False)
-    after, changes = plan_modify(before, add, delete, change, host.claims(exclude=before.name))
+    claims = host.claims(exclude=before.name)
+    scsi.check_devices([*add, *change], claims)  # attached devices: their host facts
+    after, changes = plan_modify(before, add, delete, change, claims)
     for item in changes:
         if item.action is not Action.DETACH and item.device.HOST_BACKED:
             check_backing(item.device)  # type: ignore[arg-type]
@@ -136,6 +139,30 @@ def refresh_vlans(
         vswitches.release_nic(dom, nic)
 
 
+def follow_moved(
+    dom: libvirt.virDomain, moved: list[tuple[str, str]], guest: Guest, flags: int = 0
+) -> None:
+    """Definition (and `flags`): attached devices that came back at a new SCSI address
+    (same identity) get it (`moved`: (old XML, new XML) of each); `guest` has their new
+    facts, for the metadata."""
+    if not moved:
+        return
+    config = libvirt.VIR_DOMAIN_AFFECT_CONFIG
+    try:
+        for old, new in moved:
+            dom.detachDeviceFlags(old, config)
+            dom.attachDeviceFlags(new, config)
+        dom.setMetadata(
+            libvirt.VIR_DOMAIN_METADATA_ELEMENT,
+            metadata_element_xml(guest),
+            NS_PREFIX,
+            NS,
+            config | flags,
+        )
+    except libvirt.libvirtError as err:
+        raise HostError(libvirt_message(err)) from None
+
+
 def start_guest(
     conn: libvirt.virConnect, dom: libvirt.virDomain, host: HostView | None = None
 ) -> None:
@@ -157,6 +184,7 @@ def start_guest(
     nics = guest.networks
     startcheck.check_start(host, guest)  # storage as it is now (the hook checks virsh start)
     dio.prepare(guest.devices)  # DIO functions: pooled, present, on vfio-pci
+    follow_moved(dom, startcheck.check_attached_start(host, guest), guest)
     saved = dom.hasManagedSaveImage(0)
     try:
         if not host.on_vswitches(nics):

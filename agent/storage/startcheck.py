@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.storage.hostcheck import backing_key, check_backing
+from translators.devices.scsi_passthrough import ScsiPassthroughDevice
 from translators.model import Adapter, DeviceType, Guest, StorageDevice, StorageType
 from translators.readback import read_saved_domain
 from translators.validate import HostClaims, check_backings
@@ -47,6 +48,26 @@ def check_start(host: HostView, guest: Guest) -> None:
     check_storage_now(guest, host.claims(exclude=guest.name))
 
 
+def check_attached_start(host: HostView, guest: Guest) -> list[tuple[str, str]]:
+    """Before `hpvmstart`: its attached SCSI devices, checked now; (old XML, new XML) of
+    those that came back at another address."""
+    return check_attached_now(guest, host.claims(exclude=guest.name))
+
+
+def check_attached_now(guest: Guest, others: HostClaims) -> list[tuple[str, str]]:
+    """Each attached device is there, is the one the guest was given, and is free."""
+    from agent.devices import scsi
+    from translators.render import device_xml
+
+    moved = []
+    for dev in scsi.attached(guest):
+        before = device_xml(dev) if dev.host else None
+        scsi.check_now(dev, others)
+        if before is not None and device_xml(dev) != before:
+            moved.append((before, device_xml(dev)))
+    return moved
+
+
 def check_replug(conn: libvirt.virConnect, dom: libvirt.virDomain, location: str) -> None:
     """Before the agent plugs a returning block device back into a running guest."""
     from agent.guests.inventory import HostView, config_guest
@@ -74,4 +95,8 @@ def claims_from_files(directories: Iterable[Path], exclude: str) -> HostClaims:
             for dev in guest.storage:
                 if dev.storage is not StorageType.NULL:
                     found.add_backing(backing_key(dev.location), guest.name, dev.adapter)
+            if guest.of_kind(ScsiPassthroughDevice):
+                from agent.devices import scsi
+
+                scsi.add_claims(found, guest)
     return found

@@ -62,6 +62,8 @@ class Device:
     ON_VSWITCH: ClassVar[bool] = False
     #: Backed by host storage that the host layer checks before use.
     HOST_BACKED: ClassVar[bool] = False
+    #: A host device attached whole (pass-through): its HBA cannot change under it.
+    ATTACHED: ClassVar[bool] = False
 
     if TYPE_CHECKING:  # every kind's fields (a kind orders them as its statement does)
         adapter: Adapter
@@ -191,6 +193,9 @@ class Device:
     def modified(self, old: Device) -> tuple[Device, Action]:
         """The device `old` becomes under this `-m` statement, and how it changes."""
         raise HpvmError(f"-m cannot change a {self.KIND} device", statement_of(self))
+
+    def check_modify(self, guest: Guest) -> None:
+        """Rules for this `-m` statement against the guest, before its device is looked up."""
 
     def live_refusal(self, action: Action) -> str | None:
         """Why a running guest cannot take this change (libvirt 9.0), if it cannot."""

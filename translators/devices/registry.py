@@ -12,10 +12,12 @@ from lxml import etree
 from translators.devices.base import Device
 from translators.devices.dio import DioDevice
 from translators.devices.network import NetworkDevice
+from translators.devices.scsi_passthrough import ScsiPassthroughDevice
 from translators.devices.storage import StorageDevice
 from translators.errors import HpvmError
 
 KINDS: tuple[type[Device], ...] = (
+    ScsiPassthroughDevice,
     StorageDevice,
     DioDevice,
     NetworkDevice,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, cast
 
@@ -44,9 +44,6 @@ if TYPE_CHECKING:
 class DeviceType(StrEnum):
     DISK = "disk"
     DVD = "dvd"
-    TAPE = "tape"
-    CHANGER = "changer"
-    BURNER = "burner"
 
 
 class StorageType(StrEnum):
@@ -54,7 +51,6 @@ class StorageType(StrEnum):
     LV = "lv"
     FILE = "file"
     NULL = "null"
-    ATTACH = "attach"
 
 
 STORAGE_ADAPTERS = {
@@ -63,7 +59,8 @@ STORAGE_ADAPTERS = {
     "scsi": Adapter.SCSI,
 }
 UNSUPPORTED_STORAGE = {
-    "attach_path": "pass-through ('attach_path') is not supported on KVM hosts",
+    "attach": "'attach' is for attached devices (tape, changer, burner), not disks or dvds",
+    "attach_path": "'attach_path' is for attached devices (tape, changer, burner), not disks",
     "npiv": "NPIV virtual HBAs ('npiv') are not supported on KVM hosts",
 }
 HEADS = {d.value for d in DeviceType} | {"hba"}
@@ -99,6 +96,8 @@ class StorageDevice(Device):
     bus: int | None = None
     slot: int | None = None
     target: int | None = None
+    #: Written as an `hba` statement (the seed's disk spelling; `-m hba` changes an HBA).
+    as_hba: bool = field(default=False, compare=False, repr=False, kw_only=True)
 
     @property
     def hba(self) -> tuple[int, int]:
@@ -162,7 +161,9 @@ class StorageDevice(Device):
             raise HpvmError(f"'{storage}' storage needs a host path", statement)
         if location:
             check_path(location, "host path", statement)
-        device = cls(device_type, adapter, storage, location, bus, slot, target)
+        device = cls(
+            device_type, adapter, storage, location, bus, slot, target, as_hba=device_kw == "hba"
+        )
         if notes and warnings is not None:
             warnings.add(f"read '{statement}' as '{device.format()}' ({'; '.join(notes)})")
         return device
@@ -174,21 +175,6 @@ class StorageDevice(Device):
     # -- rules ---------------------------------------------------------------
     def check(self) -> None:
         stmt = statement_of(self)
-        if self.adapter is Adapter.AVIO_STOR:
-            if self.device not in (DeviceType.DISK, DeviceType.DVD):
-                raise HpvmError(
-                    f"device type '{self.device}' is not supported with avio_stor "
-                    "(disk and dvd only)",
-                    stmt,
-                )
-            if self.storage is StorageType.ATTACH:
-                raise HpvmError("'attach' backing is not supported with avio_stor", stmt)
-        elif self.device in (DeviceType.TAPE, DeviceType.CHANGER, DeviceType.BURNER) or (
-            self.storage is StorageType.ATTACH
-        ):
-            raise HpvmError(
-                "SCSI pass-through (tape, changer, burner, attach) is not supported", stmt
-            )
         if self.storage is StorageType.NULL and self.device is not DeviceType.DVD:
             raise HpvmError("'null' storage is only for dvd devices", stmt)
         if self.device is DeviceType.DVD and self.storage is StorageType.LV:
@@ -218,43 +204,10 @@ class StorageDevice(Device):
     def complete(
         cls, devices: list[Device], layout: Layout, guest: Guest, claims: HostClaims
     ) -> None:
-        targets: dict[Slot, set[int]] = {}
+        targets = used_targets(guest.devices)  # of every kind that sits behind HBAs
         for dev in devices:
-            target = getattr(dev, "target", None)
-            if dev.bus is not None and dev.slot is not None and target is not None:
-                targets.setdefault((dev.bus, dev.slot), set()).add(target)
-        for dev in cast(list[StorageDevice], devices):
             if not dev.addressed:
-                dev._place(layout, targets)
-
-    def _place(self, layout: Layout, targets: dict[Slot, set[int]]) -> None:
-        if self.bus is not None and self.slot is not None:
-            candidates = [(self.bus, self.slot)]
-        else:
-            candidates = [
-                hba
-                for hba in layout.holding(self.slot_kind)
-                if (self.bus is None or hba[0] == self.bus)
-                and (self.slot is None or hba[1] == self.slot)
-            ]
-        for hba in candidates:
-            target = self._free_target(targets.get(hba, set()))
-            if target is not None:
-                break
-        else:
-            new = layout.free_slot(self.adapter, self.bus, self.slot)
-            if new is None or (self.bus is not None and self.slot is not None):
-                raise HpvmError("no free target or PCI slot left for", statement_of(self))
-            hba, target = new, self._free_target(targets.get(new, set()))
-            layout.slots[hba] = self.slot_kind
-        assert target is not None
-        self.bus, self.slot, self.target = hba[0], hba[1], target
-        targets.setdefault(hba, set()).add(target)
-
-    def _free_target(self, used: set[int]) -> int | None:
-        if self.target is not None:
-            return None if self.target in used else self.target
-        return next((t for t in limits.TARGETS[self.adapter] if t not in used), None)
+                place_on_hba(dev, layout, targets)
 
     # -- libvirt XML ---------------------------------------------------------
     @property
@@ -367,6 +320,18 @@ class StorageDevice(Device):
         )
         return new, Action.UPDATE if old.device is DeviceType.DVD else Action.ATTACH
 
+    def check_modify(self, guest: Guest) -> None:
+        """HPVM: `-m hba` is refused while attached devices sit on that adapter."""
+        if not self.as_hba or self.bus is None or self.slot is None:
+            return
+        for other in guest.devices:
+            if other.ATTACHED and (other.bus, other.slot) == (self.bus, self.slot):
+                raise HpvmError(
+                    f"-m hba is refused while attached devices sit on the adapter at bus "
+                    f"{self.bus} slot {self.slot} ('{statement_of(other)}')",
+                    statement_of(self),
+                )
+
     def live_refusal(self, action: Action) -> str | None:
         if self.adapter is Adapter.SCSI:
             return (
@@ -434,6 +399,50 @@ class StorageDevice(Device):
             f"Physical Storage type :{self.storage}",
             f"Physical device :{self.location}",
         ]
+
+
+def used_targets(devices: list[Device]) -> dict[Slot, set[int]]:
+    """The SCSI targets taken on each HBA (bus, slot), by devices of any kind."""
+    targets: dict[Slot, set[int]] = {}
+    for dev in devices:
+        target = getattr(dev, "target", None)
+        if dev.bus is not None and dev.slot is not None and target is not None:
+            targets.setdefault((dev.bus, dev.slot), set()).add(target)
+    return targets
+
+
+def place_on_hba(dev: Device, layout: Layout, targets: dict[Slot, set[int]]) -> None:
+    """Give a device behind an HBA (a `target` field) its bus, slot and target, in place:
+    the first HBA of its adapter with a free target, else a new HBA in the first free slot."""
+    if dev.bus is not None and dev.slot is not None:
+        candidates = [(dev.bus, dev.slot)]
+    else:
+        candidates = [
+            hba
+            for hba in layout.holding(dev.slot_kind)
+            if (dev.bus is None or hba[0] == dev.bus) and (dev.slot is None or hba[1] == dev.slot)
+        ]
+    for hba in candidates:
+        target = _free_target(dev, targets.get(hba, set()))
+        if target is not None:
+            break
+    else:
+        new = layout.free_slot(dev.adapter, dev.bus, dev.slot)
+        if new is None or (dev.bus is not None and dev.slot is not None):
+            raise HpvmError("no free target or PCI slot left for", statement_of(dev))
+        hba, target = new, _free_target(dev, targets.get(new, set()))
+        layout.slots[hba] = dev.slot_kind
+    assert target is not None
+    dev.bus, dev.slot = hba
+    dev.target = target  # type: ignore[attr-defined]
+    targets.setdefault(hba, set()).add(target)
+
+
+def _free_target(dev: Device, used: set[int]) -> int | None:
+    wanted = getattr(dev, "target", None)
+    if wanted is not None:
+        return None if wanted in used else wanted
+    return next((t for t in limits.TARGETS[dev.adapter] if t not in used), None)
 
 
 def controller_index(bus: int, slot: int) -> int:
