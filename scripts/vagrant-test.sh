@@ -30,6 +30,11 @@ vagrant_() { (cd "$repo/vagrant" && vagrant "$@"); }
 cleanup() {
   local status=$?
   trap - EXIT
+  # The ssh connection nested-host.sh shares, if a failure left it open.
+  if [ -S "$repo/.cache/nested-ssh/ssh.sock" ]; then
+    ssh -q -o "ControlPath=$repo/.cache/nested-ssh/ssh.sock" -O exit default 2>/dev/null || true
+  fi
+  rm -rf "$repo/.cache/nested-ssh"
   step destroy vagrant_ destroy -f || status=1
   # vagrant-libvirt removes its management network with the last VM on it;
   # if a run was killed half-way, it may be left.
