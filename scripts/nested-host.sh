@@ -220,6 +220,11 @@ cmd_install() {
   # guests) took longer than the unit's 90 s. An L1-only drop-in.
   ssh_l1 "mkdir -p /etc/systemd/system/avio-agent.service.d && printf '%s\n' \
     '[Service]' 'TimeoutStartSec=600' > /etc/systemd/system/avio-agent.service.d/nested.conf"
+  # KVM for the L2 guests: udev loads kvm_amd or kvm_intel for the CPU at boot,
+  # but on a loaded host its worker for cpu0 was killed after 180 s ("taking a
+  # long time") and L2 fell back to TCG inside TCG. Loaded now and at each boot.
+  ssh_l1 "m=\$(grep -m1 -o -w -e svm -e vmx /proc/cpuinfo | sed 's/svm/kvm_amd/; s/vmx/kvm_intel/'); \
+    [ -z \"\$m\" ] || { modprobe \$m && echo \$m > /etc/modules-load.d/avio-nested-kvm.conf; }"
   log "enabling avio-agent.service"
   ssh_l1 "systemctl enable --now avio-agent && systemctl is-active avio-agent"
 }
