@@ -6,7 +6,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo bench lint host test-host venv clean test-nested nested-image
+.PHONY: test demo bench lint host test-host venv clean test-nested nested-image vagrant-box \
+	vagrant-test
 
 host:
 	@bash scripts/setup-host.sh
@@ -36,6 +37,14 @@ nested-image: host
 
 test-nested: venv
 	@bash scripts/nested-host.sh test
+
+# The same host as a vagrant-libvirt box (avio-kvm/nested), and the nested
+# subset run in a Vagrant VM made from it (vagrant/README.md; not in .ci/run).
+vagrant-box: host
+	@bash scripts/vagrant-box.sh
+
+vagrant-test: venv
+	@bash scripts/vagrant-test.sh
 
 demo: venv
 	@bash scripts/demo.sh

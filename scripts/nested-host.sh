@@ -11,6 +11,13 @@
 #   nested-host.sh test          up, install, the nested test subset, reboot, its after-reboot
 #                                part, down; exits non-zero on any failure, cleans up always
 #   nested-host.sh down          stop L1 and remove its run state
+#   nested-host.sh image-dir     print the cached image's folder (make vagrant-box)
+#   nested-host.sh --ssh-config FILE [--ssh-host HOST] exec|install|reboot|suite
+#                                the same steps on another host reached over ssh, e.g.
+#                                the Vagrant VM (`vagrant ssh-config` writes FILE; HOST
+#                                defaults to `default`; commands run with sudo there)
+#   nested-host.sh suite         install, the nested subset, reboot, its after-reboot
+#                                part (what `test` runs between up and down)
 #
 # L1: q35 + intel-iommu (interrupt remapping), -cpu max, 2 vCPUs, 4 GiB, KVM
 # where it works (agent/accel.py decides) else TCG; a virtio root disk (the cached
@@ -27,6 +34,24 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 recipe=$repo/scripts/nested/image.sh
 cache=$repo/.cache/nested
 run=$repo/.cache/nested-run
+ssh_config=""
+ssh_host=default
+if [ "${1:-}" = --ssh-config ]; then
+  ssh_config=${2:?usage: nested-host.sh --ssh-config FILE [--ssh-host HOST] COMMAND}
+  shift 2
+  if [ "${1:-}" = --ssh-host ]; then
+    ssh_host=${2:?}
+    shift 2
+  fi
+  [ -f "$ssh_config" ] || {
+    echo "nested-host: error: no ssh config $ssh_config" >&2
+    exit 2
+  }
+  ssh_config=$(realpath "$ssh_config")
+  # Its own run state (the shared ssh connection), beside L1's.
+  run=$repo/.cache/nested-ssh
+  mkdir -p "$run"
+fi
 memory=${AVIO_NESTED_MEMORY:-4096}
 cpus=${AVIO_NESTED_CPUS:-2}
 boot_timeout=${AVIO_NESTED_TIMEOUT:-900}
@@ -72,22 +97,32 @@ cmd_build() {
 }
 
 running() {
+  # A host reached by --ssh-config is not ours to watch: it is up if it answers.
+  [ -n "$ssh_config" ] && return 0
   [ -f "$run/qemu.pid" ] && kill -0 "$(cat "$run/qemu.pid")" 2>/dev/null
 }
 
 # One ssh connection to L1, shared by every command (a key exchange costs
 # seconds under TCG); dropped when L1 reboots or stops.
 ssh_l1() {
+  if [ -n "$ssh_config" ]; then
+    # The command as one string, run by root through sudo (Vagrant logs in as vagrant).
+    ssh -q -F "$ssh_config" -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=15 \
+      -o ServerAliveCountMax=40 -o ControlMaster=auto -o "ControlPath=$run/ssh.sock" \
+      -o ControlPersist=600 "$ssh_host" sudo -n bash -c "$(printf '%q' "$*")"
+    return
+  fi
   ssh -q -i "$run/id_ed25519" -p "$(cat "$run/ssh_port")" \
     -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR \
-    -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=15 -o ServerAliveCountMax=8 \
+    -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=15 -o ServerAliveCountMax=40 \
     -o ControlMaster=auto -o "ControlPath=$run/ssh.sock" -o ControlPersist=600 \
     root@127.0.0.1 "$@"
 }
 
 ssh_close() {
   [ -S "$run/ssh.sock" ] || return 0
-  ssh -q -o "ControlPath=$run/ssh.sock" -O exit root@127.0.0.1 2>/dev/null || true
+  ssh -q -o "ControlPath=$run/ssh.sock" -O exit "${ssh_config:+$ssh_host}${ssh_config:-root@127.0.0.1}" \
+    2>/dev/null || true
   rm -f "$run/ssh.sock"
 }
 
@@ -185,6 +220,11 @@ cmd_install() {
   # guests) took longer than the unit's 90 s. An L1-only drop-in.
   ssh_l1 "mkdir -p /etc/systemd/system/avio-agent.service.d && printf '%s\n' \
     '[Service]' 'TimeoutStartSec=600' > /etc/systemd/system/avio-agent.service.d/nested.conf"
+  # KVM for the L2 guests: udev loads kvm_amd or kvm_intel for the CPU at boot,
+  # but on a loaded host its worker for cpu0 was killed after 180 s ("taking a
+  # long time") and L2 fell back to TCG inside TCG. Loaded now and at each boot.
+  ssh_l1 "m=\$(grep -m1 -o -w -e svm -e vmx /proc/cpuinfo | sed 's/svm/kvm_amd/; s/vmx/kvm_intel/'); \
+    [ -z \"\$m\" ] || { modprobe \$m && echo \$m > /etc/modules-load.d/avio-nested-kvm.conf; }"
   log "enabling avio-agent.service"
   ssh_l1 "systemctl enable --now avio-agent && systemctl is-active avio-agent"
 }
@@ -251,12 +291,9 @@ step() {
   return "$status"
 }
 
-cmd_test() {
-  local started failed=0
-  started=$(date +%s)
-  trap 'cmd_down' EXIT
-  trap 'exit 130' INT TERM
-  cmd_up
+# The nested subset on a host that is up: install, tests, reboot, after-reboot tests.
+cmd_suite() {
+  local failed=0
   step install cmd_install
   step "tests before the reboot" pytest_in_l1 before -m "'not after_reboot'" tests/nested || {
     failed=1
@@ -267,15 +304,38 @@ cmd_test() {
     failed=1
     diagnose
   }
+  [ -z "$ssh_config" ] || ssh_close
+  return "$failed"
+}
+
+cmd_test() {
+  local started failed=0
+  started=$(date +%s)
+  trap 'cmd_down' EXIT
+  trap 'exit 130' INT TERM
+  cmd_up
+  cmd_suite || failed=1
   log "nested tests done in $(($(date +%s) - started)) s (L1 boot $(cat "$run/boot_seconds") s):" \
     "$([ "$failed" = 0 ] && echo passed || echo FAILED)"
   return "$failed"
 }
 
+if [ -n "$ssh_config" ]; then
+  case "${1:-}" in
+    exec | install | reboot | suite) ;;
+    *)
+      echo "usage: nested-host.sh --ssh-config FILE [--ssh-host HOST] exec CMD...|install|reboot|suite" >&2
+      exit 2
+      ;;
+  esac
+fi
 case "${1:-}" in
-  build | up | install | reboot | down | test)
+  build | up | install | reboot | down | test | suite)
     [ "$(id -u)" -eq 0 ] || die "must run as root"
     "cmd_$1"
+    ;;
+  image-dir)
+    image_dir
     ;;
   exec)
     shift
@@ -283,7 +343,8 @@ case "${1:-}" in
     cmd_exec "$@"
     ;;
   *)
-    echo "usage: nested-host.sh build|up|exec CMD...|install|reboot|test|down" >&2
+    echo "usage: nested-host.sh [--ssh-config FILE [--ssh-host HOST]]" \
+      "build|up|exec CMD...|install|reboot|suite|test|down|image-dir" >&2
     exit 2
     ;;
 esac

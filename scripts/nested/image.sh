@@ -18,13 +18,21 @@ PACKAGES=(
   python3-libvirt python3-pyudev python3-pyroute2 python3-lxml
   python3-watchdog python3-prometheus-client python3-pytest python3-hypothesis
   libxml2-utils busybox-static
+  # What scripts/setup-host.sh installs (the Vagrant box's provisioner finds it
+  # all there, offline) and what Vagrant needs in a box (sudo, rsync).
+  libvirt-dev pkg-config cpio virtinst bash-completion sudo rsync
 )
+
+# Vagrant's well-known insecure public key (the vagrant package's keys/vagrant.pub):
+# the box (make vagrant-box) is this image, and Vagrant logs in with it first.
+VAGRANT_KEY='ssh-rsa AAAAB3NzaC1yc2EAAAABIwAAAQEA6NF8iallvQVp22WDkTkyrtvp9eWW6A8YVr+kz4TjGYe7gHzIw+niNltGEFHzD8+v1I2YJ6oXevct1YeS0o9HZyN1Q9qgCgzUFtdOKLv6IedplqoPkcmF0aYet2PkEDo3MlTBckFXPITAMzF8dJSIFo9D8HfdOV0IAdx4O7PtixWKn5y2hMNG0zQPyUecp4pzC6kivAIhyfHilFR61RGL+GPXQ2MWZWFYbAGjyiYJnAmCP3NOTd0jMZEnDkbUvxhMmBYSdETk1rRgm+R4LOzFUGaHqHDLKLX+FIPKcF96hrucXzcWyLbIbEgE98OHlnVYCzRdK8jlqm8tehUc9c9WhQ== vagrant insecure public key'
 
 # Runs inside the new root (mmdebstrap --customize-hook): L1's own settings.
 customize() {
   local root=$1
   echo avio-l1 > "$root/etc/hostname"
-  printf '/dev/vda / ext4 rw,errors=remount-ro 0 1\n' > "$root/etc/fstab"
+  # By label: the same file system is /dev/vda in L1 and /dev/vda1 in the box.
+  printf 'LABEL=l1root / ext4 rw,errors=remount-ro 0 1\n' > "$root/etc/fstab"
   # The management NIC (virtio) by DHCP from QEMU's user network; the e1000e
   # is left alone for pass-through.
   cat > "$root/etc/systemd/network/10-mgmt.network" <<'NET'
@@ -47,6 +55,15 @@ NET
   cat "$out/id_ed25519.pub" > "$root/root/.ssh/authorized_keys"
   sed -i 's/^#\?PermitRootLogin.*/PermitRootLogin prohibit-password/; s/^#\?UseDNS.*/UseDNS no/' \
     "$root/etc/ssh/sshd_config"
+  # The `vagrant` user of a Vagrant box: the insecure key, passwordless sudo.
+  chroot "$root" useradd -m -s /bin/bash -G sudo,libvirt vagrant
+  install -d -m 0700 "$root/home/vagrant/.ssh"
+  printf '%s\n' "$VAGRANT_KEY" > "$root/home/vagrant/.ssh/authorized_keys"
+  chroot "$root" chown -R vagrant:vagrant /home/vagrant/.ssh
+  chmod 0600 "$root/home/vagrant/.ssh/authorized_keys"
+  printf 'vagrant ALL=(ALL) NOPASSWD: ALL\nDefaults:vagrant !requiretty\n' > \
+    "$root/etc/sudoers.d/vagrant"
+  chmod 0440 "$root/etc/sudoers.d/vagrant"
   # Serial console login is not needed; keep the boot quiet and fast.
   sed -i 's/^#\?DefaultTimeoutStopSec=.*/DefaultTimeoutStopSec=20s/' "$root/etc/systemd/system.conf"
   # The modules the nested tests use, loaded at boot.
