@@ -264,10 +264,20 @@ pytest_in_l1() {
     tee "$repo/.cache/nested-$name.log"
 }
 
+# l1_panicked: L1's kernel died (its last words are on its serial console).
+l1_panicked() {
+  [ -f "$run/console.log" ] && grep -q "Kernel panic" "$run/console.log"
+}
+
 # diagnose: after a failed test step, what L1 knows (bounded: CI shows the tail).
 # shellcheck disable=SC2016 # expanded in L1
 diagnose() {
   log "diagnostics from L1"
+  if l1_panicked; then
+    log "L1's kernel panicked (nested virtualization: L2 under KVM in L1 under TCG):"
+    grep -E "BUG:|Kernel panic|RIP:|Comm:" "$run/console.log" | tail -n 8 | cut -c1-200
+    return 0
+  fi
   ssh_l1 'for f in /var/log/libvirt/qemu/*-console.log; do
       [ -f "$f" ] || continue
       echo "--- $f: boots $(grep -c "^AVIO ready" "$f"), last events:"
@@ -298,6 +308,7 @@ cmd_suite() {
   step "tests before the reboot" pytest_in_l1 before -m "'not after_reboot'" tests/nested || {
     failed=1
     diagnose
+    ! l1_panicked || return 1 # nothing more can run there
   }
   step reboot cmd_reboot
   step "tests after the reboot" pytest_in_l1 after -m after_reboot tests/nested || {
