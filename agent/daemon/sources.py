@@ -47,6 +47,10 @@ class PciEvent:
 
     action: str
     address: str  # DDDD:BB:DD.F
+    seen: float  # time.monotonic()
+
+
+@dataclass(frozen=True)
 class ScsiEvent:
     """A uevent of a SCSI device (`scsi_device`: a tape, changer, disk... at H:C:T:L)."""
 
@@ -104,6 +108,7 @@ def start_udev_source(put: Put, buffer_size: int = UDEV_BUFFER) -> str:
                 device = monitor.poll()
                 if device is not None and device.subsystem == "pci":
                     put(PciEvent(device.action or "change", device.sys_name, time.monotonic()))
+                    continue
                 if device is not None and device.subsystem == "scsi":
                     if device.action in ("add", "remove"):
                         put(ScsiEvent(device.action, device.sys_name, time.monotonic()))
