@@ -45,10 +45,9 @@ from translators.devices.base import (
 from translators.devices.storage import (
     AVIO_CONTROLLERS,
     STORAGE_ADAPTERS,
+    BehindScsiHba,
     StorageDevice,
-    controller_index,
     place_on_hba,
-    render_controller,
     used_targets,
 )
 from translators.errors import HpvmError, Warnings
@@ -84,7 +83,7 @@ def parse_hctl(text: str) -> tuple[int, int, int, int] | None:
 
 
 @dataclass
-class ScsiPassthroughDevice(Device):
+class ScsiPassthroughDevice(BehindScsiHba, Device):
     """One attached SCSI device (HPVM's tape, changer or burner)."""
 
     KIND = "scsi"
@@ -261,34 +260,8 @@ class ScsiPassthroughDevice(Device):
         # guest is enforced here instead (`check_guest`, with the host's claims).
         SUB(hostdev, "shareable")
         SUB(hostdev, "alias", name=self.alias)
-        address = SUB(
-            hostdev,
-            "address",
-            type="drive",
-            controller=str(controller_index(self.bus, self.slot)),
-            bus="0",
-        )
-        if self.adapter is Adapter.AVIO_STOR:
-            address.set("target", str(self.target))
-            address.set("unit", "0")
-        else:  # LSI: libvirt takes the SCSI id from `unit`
-            address.set("target", "0")
-            address.set("unit", str(self.target))
+        self.drive_address(hostdev)
         return hostdev
-
-    @classmethod
-    def render_all(cls, devices: list[Device]) -> list[etree._Element]:
-        """The HBAs they sit behind (render_domain drops an HBA already there), then them."""
-        hbas = sorted({(d.bus, d.slot, d.adapter) for d in devices})
-        elements = [render_controller(adapter, bus, slot) for bus, slot, adapter in hbas]
-        return elements + [d.render() for d in devices]
-
-    def controller_key(self) -> object | None:
-        return (self.adapter, self.bus, self.slot)
-
-    def render_controller(self) -> etree._Element | None:
-        assert self.bus is not None and self.slot is not None
-        return render_controller(self.adapter, self.bus, self.slot)
 
     def metadata_facts(self) -> dict[str, str]:
         """The statement's device as given, its identity and SCSI type (libvirt keeps H:C:T:L)."""

@@ -75,8 +75,50 @@ PART = "#"
 SizeProbe = Callable[[str], int | None]
 
 
+class BehindScsiHba:
+    """What the kinds behind a guest's SCSI HBAs share (virtio-scsi for avio_stor, LSI
+    for scsi; one HBA per bus,slot): their drive address and their HBAs' rendering."""
+
+    adapter: Adapter
+    bus: int | None
+    slot: int | None
+    target: int | None
+
+    def drive_address(self, element: etree._Element) -> etree._Element:
+        """`<address type='drive'>` of `element` at its target on its HBA."""
+        assert self.bus is not None and self.slot is not None
+        address = SUB(
+            element,
+            "address",
+            type="drive",
+            controller=str(controller_index(self.bus, self.slot)),
+            bus="0",
+        )
+        if self.adapter is Adapter.AVIO_STOR:
+            address.set("target", str(self.target))
+            address.set("unit", "0")
+        else:  # LSI: libvirt takes the SCSI id from `unit`
+            address.set("target", "0")
+            address.set("unit", str(self.target))
+        return address
+
+    @classmethod
+    def render_all(cls, devices: list[Device]) -> list[etree._Element]:
+        """The HBAs they sit behind (render_domain drops an HBA already there), then them."""
+        hbas = sorted({(d.bus, d.slot, d.adapter) for d in devices})
+        elements = [render_controller(adapter, bus, slot) for bus, slot, adapter in hbas]
+        return elements + [d.render() for d in devices]
+
+    def controller_key(self) -> object | None:
+        return (self.adapter, self.bus, self.slot)
+
+    def render_controller(self) -> etree._Element | None:
+        assert self.bus is not None and self.slot is not None
+        return render_controller(self.adapter, self.bus, self.slot)
+
+
 @dataclass
-class StorageDevice(Device):
+class StorageDevice(BehindScsiHba, Device):
     """One `device:adapter:bus,slot,target:storage:location` statement."""
 
     KIND = "storage"
@@ -243,34 +285,8 @@ class StorageDevice(Device):
         if is_dvd:
             SUB(disk, "readonly")
         SUB(disk, "alias", name=self.alias)
-        address = SUB(
-            disk,
-            "address",
-            type="drive",
-            controller=str(controller_index(self.bus, self.slot)),
-            bus="0",
-        )
-        if self.adapter is Adapter.AVIO_STOR:
-            address.set("target", str(self.target))
-            address.set("unit", "0")
-        else:  # LSI: libvirt takes the SCSI id from `unit`
-            address.set("target", "0")
-            address.set("unit", str(self.target))
+        self.drive_address(disk)
         return disk
-
-    @classmethod
-    def render_all(cls, devices: list[Device]) -> list[etree._Element]:
-        """The HBAs, then the disks and DVDs behind them."""
-        hbas = sorted({(d.bus, d.slot, d.adapter) for d in devices})
-        elements = [render_controller(adapter, bus, slot) for bus, slot, adapter in hbas]
-        return elements + [d.render() for d in devices]
-
-    def controller_key(self) -> object | None:
-        return (self.adapter, self.bus, self.slot)
-
-    def render_controller(self) -> etree._Element | None:
-        assert self.bus is not None and self.slot is not None
-        return render_controller(self.adapter, self.bus, self.slot)
 
     def metadata_facts(self) -> dict[str, str]:
         """The storage type (`lv` and `disk` look alike), an empty tray's last media."""
