@@ -97,6 +97,9 @@ class FunctionBack(Work):
 
     address: str
     seen: float
+
+
+@dataclass(frozen=True)
 class ScsiSync(Work):
     """A SCSI device came or went: the guest's attached devices brought in line."""
 
