@@ -225,8 +225,8 @@ cmd_install() {
   # long time") and L2 fell back to TCG inside TCG. Loaded now and at each boot.
   ssh_l1 "m=\$(grep -m1 -o -w -e svm -e vmx /proc/cpuinfo | sed 's/svm/kvm_amd/; s/vmx/kvm_intel/'); \
     [ -z \"\$m\" ] || { modprobe \$m && echo \$m > /etc/modules-load.d/avio-nested-kvm.conf; }"
-  log "enabling avio-agent.service"
-  ssh_l1 "systemctl enable --now avio-agent && systemctl is-active avio-agent"
+  log "enabling and (re)starting avio-agent.service (a second install runs the new code)"
+  ssh_l1 "systemctl enable avio-agent && systemctl restart avio-agent && systemctl is-active avio-agent"
 }
 
 cmd_reboot() {
