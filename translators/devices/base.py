@@ -217,6 +217,18 @@ class Device:
         raise NotImplementedError
 
 
+def place_in_free_slot(device: Device, layout: Layout) -> None:
+    """A device that is its own PCI function (a NIC, a DIO function) without bus,slot
+    gets the first free slot its adapter may use."""
+    if device.bus is not None and device.slot is not None:
+        return
+    new = layout.free_slot(device.adapter, device.bus, device.slot)
+    if new is None:
+        raise HpvmError("no free PCI slot left for", statement_of(device))
+    layout.slots[new] = device.slot_kind
+    device.bus, device.slot = new
+
+
 def statement_of(device: Device) -> str:
     """The statement to quote in a message: as typed, else the canonical form."""
     return device.text or device.requested or device.format()

@@ -40,6 +40,7 @@ from translators.devices.base import (
     number_text,
     parse_int,
     pci_address,
+    place_in_free_slot,
     statement_of,
     xml_int,
 )
@@ -231,12 +232,7 @@ class DioDevice(Device):
 
         dios = cast(list[DioDevice], devices)
         for index, dio in enumerate(dios):
-            if dio.bus is None or dio.slot is None:
-                new = layout.free_slot(dio.adapter, dio.bus, dio.slot)
-                if new is None:
-                    raise HpvmError("no free PCI slot left for", statement_of(dio))
-                layout.slots[new] = dio.slot_kind
-                dio.bus, dio.slot = new
+            place_in_free_slot(dio, layout)
             if dio.mac is None and dio.hwmac is not None:
                 dio.mac = dio.hwmac
             elif dio.mac is None and dio.takes_mac:

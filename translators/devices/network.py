@@ -28,6 +28,7 @@ from translators.devices.base import (
     number_text,
     parse_int,
     pci_address,
+    place_in_free_slot,
     statement_of,
 )
 from translators.errors import HpvmError, Warnings
@@ -144,12 +145,7 @@ class NetworkDevice(Device):
     ) -> None:
         nics = cast(list[NetworkDevice], devices)
         for index, nic in enumerate(nics):
-            if nic.bus is None or nic.slot is None:
-                new = layout.free_slot(nic.adapter, nic.bus, nic.slot)
-                if new is None:
-                    raise HpvmError("no free PCI slot left for", statement_of(nic))
-                layout.slots[new] = nic.slot_kind
-                nic.bus, nic.slot = new
+            place_in_free_slot(nic, layout)
             if nic.mac is None:
                 nic.mac = _new_mac(guest.name, index, nics, claims)
         for nic in nics:
