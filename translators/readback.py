@@ -7,6 +7,8 @@ and NICs read as AVIO, everything else as VIO.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from lxml import etree
 
 from translators.devices import registry
@@ -65,8 +67,10 @@ def _number(meta: etree._Element | None) -> int | None:
     return int(text) if text and text.isdigit() else None
 
 
-def read_domain(xml: str | bytes | etree._Element) -> Guest:
-    """The guest model of a domain XML."""
+def read_domain(
+    xml: str | bytes | etree._Element, kinds: Collection[type[Device]] | None = None
+) -> Guest:
+    """The guest model of a domain XML (with `kinds`: only devices of those kinds)."""
     domain = parse_xml(xml)
     meta = domain.find(f"metadata/{{{NS}}}guest")
     guest = Guest(
@@ -87,7 +91,7 @@ def read_domain(xml: str | bytes | etree._Element) -> Guest:
     elements: dict[type[Device], list[etree._Element]] = {}
     for element in domain.iterfind("devices/*"):
         kind = registry.kind_reading(element)
-        if kind is not None:
+        if kind is not None and (kinds is None or kind in kinds):
             elements.setdefault(kind, []).append(element)
     for kind, found in elements.items():
         guest.of_kind(kind).extend(kind.read_all(found, domain, meta))
@@ -105,9 +109,12 @@ def read_device(element: etree._Element, domain: etree._Element | None = None) -
     return kind.read_all([element], domain, meta)[0]
 
 
-def read_saved_domain(text: str | bytes) -> Guest | None:
+def read_saved_domain(
+    text: str | bytes, kinds: Collection[type[Device]] | None = None
+) -> Guest | None:
     """The guest in a file libvirt keeps: a definition (`<domain>`) or a running
-    domain's status (`<domstatus>` around its live `<domain>`); None for anything else."""
+    domain's status (`<domstatus>` around its live `<domain>`); None for anything else.
+    With `kinds`, only devices of those kinds are read."""
     try:
         root = parse_xml(text)
     except etree.XMLSyntaxError:
@@ -115,7 +122,7 @@ def read_saved_domain(text: str | bytes) -> Guest | None:
     domain = root.find("domain") if root.tag == "domstatus" else root
     if domain is None or domain.tag != "domain":
         return None
-    return read_domain(domain)
+    return read_domain(domain, kinds)
 
 
 def nvram_path(xml: str | bytes | etree._Element) -> str | None:

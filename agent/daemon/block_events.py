@@ -16,7 +16,7 @@ import libvirt
 
 from agent.daemon import metrics
 from agent.daemon.debounce import Debounce
-from agent.daemon.index import DiskRef, build_index, devnum_of, running_domain
+from agent.daemon.index import DiskRef, devnum_of, running_domain
 from agent.daemon.sizes import Verdict, decide, host_size
 from agent.daemon.sources import BlockEvent
 from agent.daemon.work import (
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("avio-agent")
 
 
-
 class BlockHandlers:
     """The agent's handlers of block-device events and of the work they lead to."""
 
@@ -47,17 +46,6 @@ class BlockHandlers:
         self.agent = agent
         self.pending: Debounce[BlockSettled] = Debounce()  # by device number
         self.known_size: dict[int, int] = {}
-        self._index: dict[int, list[DiskRef]] | None = None
-        self._index_at = -1  # the agent's device generation the index was built at
-
-    def index(self) -> dict[int, list[DiskRef]]:
-        """Device number -> running guests' disks on it (rebuilt after any device change)."""
-        if self._index is None or self._index_at != self.agent.generation:
-            at = self.agent.generation
-            self._index = build_index(self.agent.conn)
-            self._index_at = at
-            metrics.GUESTS.set(len({ref.guest for refs in self._index.values() for ref in refs}))
-        return self._index
 
     # ---- debounce ---------------------------------------------------------------------
 
@@ -84,7 +72,8 @@ class BlockHandlers:
         size = host_size(event.devnum)
         previous = self.known_size.get(event.devnum)
         self.known_size[event.devnum] = size or 0
-        refs = self.index().get(event.devnum, [])
+        refs = self.agent.disks.refs(self.agent.conn, event.devnum)
+        metrics.GUESTS.set(self.agent.disks.guests())
         if event.action == "remove" or not size:
             for ref in refs:
                 put(DiskGone(ref.guest, ref, event))
@@ -99,10 +88,13 @@ class BlockHandlers:
 
         The size is read again when the guest's turn comes: the last size wins.
         """
-        ref, conn = work.ref, self.agent.conn
+        ref = work.ref
         number = devnum_of(ref.source)
         size = (host_size(number) if number is not None else None) or work.size
-        dom = conn.lookupByName(ref.guest)
+        self._grow(self.agent.conn.lookupByName(ref.guest), ref, size, work.seen)
+
+    def _grow(self, dom: libvirt.virDomain, ref: DiskRef, size: int, seen: float) -> None:
+        """blockResize the guest's disk to `size` if that grows it; a shrink is refused."""
         metrics.LIBVIRT_CALLS.labels("blockInfo").inc()
         capacity = dom.blockInfo(ref.target)[0]
         verdict = decide(size, capacity)
@@ -121,7 +113,7 @@ class BlockHandlers:
             return
         metrics.LIBVIRT_CALLS.labels("blockResize").inc()
         dom.blockResize(ref.target, size, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
-        latency = time.monotonic() - work.seen
+        latency = time.monotonic() - seen
         metrics.LATENCY.observe(latency)
         metrics.FORWARDED.inc()
         now = dom.blockInfo(ref.target)[0]
@@ -156,7 +148,7 @@ class BlockHandlers:
             dom.detachDeviceFlags(disk.xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
             if disk.alias:
                 watch.wait(disk.alias, UNPLUG_TIMEOUT)
-        self.agent.devices_changed()
+        self.agent.devices_changed(ref.guest)
         metrics.HOTPLUGS.labels("detach").inc()
         log.info(
             "unplug guest=%s disk=%s: backing %s is gone (kept in the definition) in %.1f ms",
@@ -167,14 +159,15 @@ class BlockHandlers:
         )
 
     def attach_appearing(self, work: DeviceAppeared) -> None:
-        """A device appeared: plug it into running guests whose definition or config names it.
+        """A device appeared: plug it into running guests whose definition names it (an
+        unplugged disk) and into guests whose config file waits for it.
 
-        Only config files waiting for a device are looked at (their locations stat'ed),
-        so the cost does not grow with the number of config files.
+        Only unplugged disks and config files waiting for a device are looked at, so the
+        cost grows with neither the number of guests nor the number of config files.
         """
         devnum, put = work.devnum, self.agent.offer
-        for dom in self.agent.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
-            put(Replug(dom.name(), devnum))
+        for guest in self.agent.disks.waiting_for(self.agent.conn, devnum):
+            put(Replug(guest, devnum))
         waiting = self.agent.configs.waiting_for(lambda location: devnum_of(location) == devnum)
         for path in waiting:
             put(ApplyConfig(path.stem, path))
@@ -198,14 +191,15 @@ class BlockHandlers:
                 log.error("plug guest=%s disk=%s refused: %s", dom.name(), disk.target, err)
                 continue
             dom.attachDeviceFlags(disk.xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
-            self.agent.devices_changed()
+            self.agent.devices_changed(work.guest)
             metrics.HOTPLUGS.labels("attach").inc()
             log.info(
                 "plug guest=%s disk=%s: backing %s is back", dom.name(), disk.target, disk.source
             )
 
     def resize_disks(self, work: ResizeDisks) -> None:
-        """Each block disk of the running guest gets its host device's size."""
+        """Each block disk of the running guest gets its host device's size (here, in the
+        guest's worker: a reconciliation queues one item per guest, not one per disk)."""
         dom = running_domain(self.agent.conn, work.guest)
         if dom is None:
             return
@@ -213,5 +207,4 @@ class BlockHandlers:
             number = devnum_of(source)
             size = host_size(number) if number is not None else None
             if size:
-                ref = DiskRef(work.guest, target, source)
-                self.agent.offer(Forward(work.guest, ref, size, time.monotonic()))
+                self._grow(dom, DiskRef(work.guest, target, source), size, time.monotonic())

@@ -101,7 +101,7 @@ class ConfigHandlers:
         delete = [d for d in delete if not (d in current.storage and d.location in away)]
         if add or delete:
             changes = change_devices(conn, dom, add, delete)
-            self.agent.devices_changed()
+            self.agent.devices_changed(desired.name)
             for change in changes:
                 log.info(
                     "config %s: %s guest=%s %s",

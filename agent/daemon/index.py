@@ -1,13 +1,21 @@
-"""Which running guest disks sit on which host block device (by device number)."""
+"""Which running guest disks sit on which host block device (by device number), and
+which disks of their definitions are unplugged (waiting for their backing to return).
+
+The index is read from libvirt one guest at a time: a guest's entry is read again
+only when something of that guest changed (`invalidate(guest)`), so an event costs
+the same with 1 or 100 running guests. Everything is read again after a
+reconnect or a reconciliation (`invalidate()`).
+"""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import libvirt
 
 from agent.storage.hostcheck import device_number as devnum_of
-from translators.live import block_disks
+from translators.live import block_disks, missing_block_disks
 
 
 @dataclass(frozen=True)
@@ -19,19 +27,108 @@ class DiskRef:
     source: str  # the path as the domain names it
 
 
-def build_index(conn: libvirt.virConnect) -> dict[int, list[DiskRef]]:
-    """Device number -> the running guests' disks on it, from their live XML."""
-    index: dict[int, list[DiskRef]] = {}
-    for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
-        try:
-            xml = dom.XMLDesc(0)
-        except libvirt.libvirtError:
-            continue  # stopped meanwhile
-        for target, source in block_disks(xml):
-            number = devnum_of(source)
-            if number is not None:
-                index.setdefault(number, []).append(DiskRef(dom.name(), target, source))
-    return index
+@dataclass(frozen=True)
+class GuestDisks:
+    """What the index keeps of one running guest."""
+
+    live: tuple[tuple[int, DiskRef], ...]  # (device number, disk) of its block disks
+    missing: tuple[str, ...]  # sources of defined block disks that are not plugged
+
+
+def read_guest(dom: libvirt.virDomain) -> GuestDisks | None:
+    """A running guest's block disks and unplugged ones; None when it does not run."""
+    try:
+        if not dom.isActive():
+            return None
+        live_xml = dom.XMLDesc(0)
+        persistent = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE) if dom.isPersistent() else None
+    except libvirt.libvirtError:
+        return None  # stopped or undefined meanwhile
+    name = dom.name()
+    live = []
+    for target, source in block_disks(live_xml):
+        number = devnum_of(source)
+        if number is not None:
+            live.append((number, DiskRef(name, target, source)))
+    missing = missing_block_disks(persistent, live_xml) if persistent else []
+    return GuestDisks(tuple(live), tuple(d.source for d in missing))
+
+
+class DiskIndex:
+    """Device number -> the running guests' disks on it; refreshed per stale guest.
+
+    `invalidate` may be called from any thread; `refs` and `waiting_for` from the
+    agent's loop only (they read libvirt for the stale guests).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._guests: dict[str, GuestDisks] = {}
+        self._by_devnum: dict[int, list[DiskRef]] = {}
+        self._stale: set[str] = set()
+        self._all_stale = True
+        self.reads = 0  # guests read from libvirt (for tests and benchmarks)
+
+    def invalidate(self, guest: str | None = None) -> None:
+        """`guest`'s disks (or, with None, every guest's) may have changed."""
+        with self._lock:
+            if guest is None:
+                self._all_stale = True
+            else:
+                self._stale.add(guest)
+
+    def refs(self, conn: libvirt.virConnect, devnum: int) -> list[DiskRef]:
+        """The running guests' disks on host device `devnum`."""
+        self._refresh(conn)
+        return list(self._by_devnum.get(devnum, ()))
+
+    def waiting_for(self, conn: libvirt.virConnect, devnum: int) -> list[str]:
+        """Running guests with an unplugged disk whose backing is device `devnum` now."""
+        self._refresh(conn)
+        return [
+            name
+            for name, disks in self._guests.items()
+            if any(devnum_of(source) == devnum for source in disks.missing)
+        ]
+
+    def guests(self) -> int:
+        """How many running guests have block disks (as last read)."""
+        return sum(1 for disks in self._guests.values() if disks.live)
+
+    def _refresh(self, conn: libvirt.virConnect) -> None:
+        with self._lock:
+            everything, self._all_stale = self._all_stale, False
+            stale, self._stale = self._stale, set()
+        if everything:
+            doms = conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
+            self._guests.clear()
+            for dom in doms:
+                self._store(dom.name(), read_guest(dom))
+            self._rebuild()
+            return
+        if not stale:
+            return
+        for name in stale:
+            try:
+                dom = conn.lookupByName(name)
+            except libvirt.libvirtError:
+                dom = None
+            self._store(name, read_guest(dom) if dom is not None else None)
+        self._rebuild()
+
+    def _store(self, name: str, disks: GuestDisks | None) -> None:
+        self.reads += 1
+        if disks is None:
+            self._guests.pop(name, None)
+        else:
+            self._guests[name] = disks
+
+    def _rebuild(self) -> None:
+        by_devnum: dict[int, list[DiskRef]] = {}
+        for disks in self._guests.values():
+            for number, ref in disks.live:
+                by_devnum.setdefault(number, []).append(ref)
+        self._by_devnum = by_devnum
 
 
 def running_domain(conn: libvirt.virConnect, name: str) -> libvirt.virDomain | None:

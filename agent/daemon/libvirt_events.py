@@ -60,7 +60,7 @@ class LibvirtHandlers:
         """Any domain event may change disks: the index is stale; a start or a plug
         queues the guest's reconciliation or its port rules."""
         metrics.EVENTS.labels("libvirt").inc()
-        self.agent.devices_changed()
+        self.agent.devices_changed(event.name)
         if event.started:
             self.agent.offer(ReconcileGuest(event.name))
         elif event.nic_added:

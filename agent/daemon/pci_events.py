@@ -87,7 +87,7 @@ class PciHandlers:
                 dom.detachDeviceFlags(device_xml(device), libvirt.VIR_DOMAIN_AFFECT_LIVE)
                 watch.wait(device.alias, UNPLUG_TIMEOUT)
             metrics.HOTPLUGS.labels("detach").inc()
-        self.agent.devices_changed()
+        self.agent.devices_changed(dom.name())
         log.warning(
             "dio guest=%s function=%s gone from the host: unplugged%s (kept in the definition) "
             "%.1f ms after the event",
@@ -123,7 +123,7 @@ class PciHandlers:
         for device in wanted:
             dom.attachDeviceFlags(device_xml(device), libvirt.VIR_DOMAIN_AFFECT_LIVE)
             metrics.HOTPLUGS.labels("attach").inc()
-        self.agent.devices_changed()
+        self.agent.devices_changed(dom.name())
         log.info(
             "dio guest=%s function=%s back on the host: on vfio-pci and plugged in again "
             "%.1f ms after the event",

@@ -77,7 +77,7 @@ class ScsiHandlers:
         with RemovalWatch(self.agent.conn, dom) as watch:
             dom.detachDeviceFlags(device_xml(dev), LIVE)
             watch.wait(dev.alias, UNPLUG_TIMEOUT)
-        self.agent.devices_changed()
+        self.agent.devices_changed(dom.name())
         metrics.HOTPLUGS.labels("detach").inc()
         log.info(
             "unplug guest=%s scsi=%s %s: host device %s is gone (kept in the definition) "
@@ -103,7 +103,7 @@ class ScsiHandlers:
         if old_xml is not None and xml != old_xml:  # back at another address: follow it
             follow_moved(dom, [(old_xml, xml)], defined, LIVE)
         dom.attachDeviceFlags(xml, LIVE)
-        self.agent.devices_changed()
+        self.agent.devices_changed(dom.name())
         metrics.HOTPLUGS.labels("attach").inc()
         log.info(
             "plug guest=%s scsi=%s %s: host device is back at %s in %.1f ms",

@@ -16,7 +16,6 @@ stops the loop: every handler is guarded (logged, counted).
 
 from __future__ import annotations
 
-import itertools
 import logging
 import queue
 import signal
@@ -34,6 +33,7 @@ from agent.daemon import metrics
 from agent.daemon.block_events import BlockHandlers
 from agent.daemon.config_files import ConfigHandlers
 from agent.daemon.configs import ConfigIndex
+from agent.daemon.index import DiskIndex
 from agent.daemon.libvirt_events import DomainEvent, LibvirtHandlers, subscribe
 from agent.daemon.notify import sd_notify
 from agent.daemon.pci_events import PciHandlers
@@ -114,8 +114,7 @@ class Agent:
         self.conn: libvirt.virConnect | None = None
         self.configs = ConfigIndex(options.guests_dir)
         self.workers = GuestWorkers(self._run_for_guest)
-        self._generations = itertools.count(1)
-        self.generation = 0  # of the guests' devices: any change makes a new one
+        self.disks = DiskIndex()  # device number -> running guests' disks
         self._work_lock = threading.Lock()
         self._work_queued = 0
         self.resync = threading.Event()
@@ -169,9 +168,10 @@ class Agent:
             with self._work_lock:
                 self._work_queued -= 1
 
-    def devices_changed(self) -> None:
-        """A guest's devices changed (or may have): what was read of them is stale."""
-        self.generation = next(self._generations)
+    def devices_changed(self, guest: str | None = None) -> None:
+        """`guest`'s devices (with None: any guest's) changed or may have: what was read
+        of them is stale."""
+        self.disks.invalidate(guest)
 
     # ---- connection -------------------------------------------------------------------
 

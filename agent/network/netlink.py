@@ -7,6 +7,7 @@ and the agent that never touch a bridge do without it.
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,8 +36,12 @@ def _index(ipr: IPRoute, name: str) -> int | None:
 
 
 def exists(name: str) -> bool:
-    with route_socket() as ipr:
-        return _index(ipr, name) is not None
+    """Is there an interface `name` (in this network namespace)? No pyroute2 needed."""
+    try:
+        socket.if_nametoindex(name)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def is_up(name: str) -> bool:
@@ -105,6 +110,26 @@ def master_of(name: str) -> str | None:
 
 def is_bridge(name: str) -> bool:
     return Path(f"/sys/class/net/{name}/bridge").exists()
+
+
+IFF_UP = 0x1
+
+
+def bridge_ready(name: str) -> bool:
+    """Is `name` a bridge and up? Read from sysfs: no netlink socket, no pyroute2."""
+    try:
+        flags = int(Path(f"/sys/class/net/{name}/flags").read_text(), 16)
+    except (OSError, ValueError):
+        return False
+    return is_bridge(name) and bool(flags & IFF_UP)
+
+
+def port_of(uplink: str) -> str | None:
+    """The bridge (or bond) `uplink` is a port of, from sysfs; None when none."""
+    try:
+        return Path(f"/sys/class/net/{uplink}/master").resolve(strict=True).name
+    except OSError:
+        return None
 
 
 def enslave(uplink: str, bridge: str) -> None:

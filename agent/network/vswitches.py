@@ -47,9 +47,11 @@ def busy(host: HostView, name: str) -> list[str]:
 
 
 def start(host: HostView, v: VSwitch) -> None:
-    """Bridge up, uplink in, port VLAN rules applied."""
-    netlink.ensure_bridge(v.name)
-    if v.uplink:
+    """Bridge up, uplink in, port VLAN rules applied (netlink only for what is missing:
+    the agent's reconciliation of a host whose bridges are all there loads no pyroute2)."""
+    if not netlink.bridge_ready(v.name):
+        netlink.ensure_bridge(v.name)
+    if v.uplink and netlink.port_of(v.uplink) != v.name:
         netlink.enslave(v.uplink, v.name)
     apply_vlans(host, v)
 

@@ -77,19 +77,35 @@ def _file_key(st: os.stat_result) -> str:
     return f"file:{st.st_dev}:{st.st_ino}"
 
 
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
 def _block_key(rdev: int) -> str:
-    """A whole disk by number, a partition as `WHOLE#PART`; a loop device is its file."""
-    base = _sysfs_dir(rdev)
-    partition = (base / "partition").exists()
-    whole = base.parent if partition else base
-    whole_key = f"blk:{_read(whole / 'dev') or _number(rdev)}"
-    backing = _loop_file(whole)
-    if backing:
+    """A whole disk by number, a partition as `WHOLE#PART`; a loop device is its file.
+
+    Plain os calls on /sys/dev/block/M:m (no path resolution for a whole disk): the
+    libvirt hook computes this for every other guest's disk at each guest start.
+    """
+    number = _number(rdev)
+    base = f"/sys/dev/block/{number}"
+    partition = os.path.exists(f"{base}/partition")
+    if partition:
+        whole = os.path.dirname(os.path.realpath(base))
+        whole_key = f"blk:{_read_text(f'{whole}/dev') or number}"
+    else:
+        whole, whole_key = base, f"blk:{number}"
+    backing = _read_text(f"{whole}/loop/backing_file")
+    if backing and not backing.endswith(" (deleted)"):
         try:
             whole_key = _file_key(os.stat(backing))
         except OSError:
             pass
-    return f"{whole_key}{PART}{_number(rdev)}" if partition else whole_key
+    return f"{whole_key}{PART}{number}" if partition else whole_key
 
 
 def backing_key(path: str) -> str:

@@ -26,6 +26,9 @@ if TYPE_CHECKING:  # the hook imports this module and must not need libvirt
 
     from agent.guests.inventory import HostView
 
+#: The device kinds whose devices claim host storage.
+CLAIMING_KINDS = (StorageDevice, ScsiPassthroughDevice)
+
 #: Where libvirt keeps its qemu domains: definitions, and the running ones' status.
 DOMAIN_DIRS = (Path("/etc/libvirt/qemu"), Path("/run/libvirt/qemu"))
 
@@ -80,21 +83,29 @@ def check_replug(conn: libvirt.virConnect, dom: libvirt.virDomain, location: str
 
 
 def claims_from_files(directories: Iterable[Path], exclude: str) -> HostClaims:
-    """What other guests' storage is, from the files libvirt keeps (for the hook)."""
+    """What other guests' storage is, from the files libvirt keeps (for the hook).
+
+    Only the storage kinds are read, and each location's identity is worked out once
+    (a running guest is in both directories): the hook runs at every guest start.
+    """
     from agent.devices.database import shared_keys
 
     found = HostClaims(key=backing_key, shared=shared_keys())
+    keys: dict[str, str] = {}
     for directory in directories:
         for path in sorted(directory.glob("*.xml")):
             try:
-                guest = read_saved_domain(path.read_bytes())
+                guest = read_saved_domain(path.read_bytes(), CLAIMING_KINDS)
             except (OSError, ValueError, KeyError):
                 continue  # libvirt's own files: not ours to judge
             if guest is None or guest.name == exclude:
                 continue
             for dev in guest.storage:
                 if dev.storage is not StorageType.NULL:
-                    found.add_backing(backing_key(dev.location), guest.name, dev.adapter)
+                    key = keys.get(dev.location)
+                    if key is None:
+                        key = keys[dev.location] = backing_key(dev.location)
+                    found.add_backing(key, guest.name, dev.adapter)
             if guest.of_kind(ScsiPassthroughDevice):
                 from agent.devices import scsi
 

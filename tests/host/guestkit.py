@@ -324,7 +324,7 @@ def new_loop_node() -> str:
     fd = os.open("/dev/loop-control", os.O_RDWR)
     try:
         for _ in range(100):
-            number = random.randint(300, 999)
+            number = random.randint(300, 9999)
             if not Path(f"/sys/block/loop{number}").exists():
                 try:
                     fcntl.ioctl(fd, LOOP_CTL_ADD, number)
