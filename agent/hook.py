@@ -26,9 +26,8 @@ from pathlib import Path
 
 from lxml import etree
 
-from translators.devices.scsi_passthrough import ScsiPassthroughDevice
-from translators.migration import domain_not_runnable
-from translators.readback import is_hpvm_guest, read_domain
+# Only what both operations need: `started` runs at every start of a guest on a
+# vswitch, so what `prepare` alone needs is imported there.
 from translators.vswitch import VSwitch, port_rules, read_network
 
 NETWORKS_DIR = Path("/etc/libvirt/qemu/networks")
@@ -63,6 +62,9 @@ def domain_dirs() -> list[Path]:
 
 def check_storage(domain_xml: str) -> None:
     """An hpvm guest's backing stores may reach it now (others' domains are left alone)."""
+    from translators.devices.scsi_passthrough import ScsiPassthroughDevice
+    from translators.readback import is_hpvm_guest, read_domain
+
     try:
         if not is_hpvm_guest(domain_xml):
             return
@@ -88,6 +90,9 @@ def check_storage(domain_xml: str) -> None:
 
 def prepare(domain_xml: str, vswitches: dict[str, VSwitch]) -> None:
     """The guest's storage is safe to hand it; every vswitch it uses has its bridge (and uplink)."""
+    from translators.migration import domain_not_runnable
+    from translators.readback import read_domain
+
     reason = domain_not_runnable(domain_xml)
     if reason:  # migrated away by hpvmmigrate without -D: virsh start must not run it twice
         raise RuntimeError(f"not runnable here: {reason}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.conftest import DATA
@@ -88,3 +90,15 @@ def test_read_virt_install_domain():
         (Adapter.LAN, "br1", "52:54:00:12:34:57"),
     ]
     assert not guest.autoboot
+
+
+@pytest.mark.parametrize("golden", ["dio.xml", "scsi-passthrough.xml", "seed-aviotest.xml"])
+def test_reading_some_kinds_gives_their_devices_as_a_full_read(golden):
+    from translators.devices.registry import KINDS
+
+    xml = (Path(__file__).parent / "golden" / golden).read_text()
+    full = read_domain(xml)
+    for kind in KINDS:
+        some = read_domain(xml, kinds=(kind,))
+        assert some.of_kind(kind) == full.of_kind(kind), kind.__name__
+        assert all(not some.of_kind(other) for other in KINDS if other is not kind)

@@ -89,7 +89,10 @@ def read_domain(
         ),
     )
     elements: dict[type[Device], list[etree._Element]] = {}
+    tags = None if kinds is None else {tag for kind in kinds for tag in kind.read_tags()}
     for element in domain.iterfind("devices/*"):
+        if tags is not None and element.tag not in tags:
+            continue  # no kind asked for reads it
         kind = registry.kind_reading(element)
         if kind is not None and (kinds is None or kind in kinds):
             elements.setdefault(kind, []).append(element)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import sys
 from pathlib import Path
@@ -69,7 +70,25 @@ def main(argv: list[str] | None = None) -> None:
         once=args.once,
         startup_reconcile=args.startup_reconcile,
     )
+    limit_malloc_arenas()
     try:
         Agent(options).run()
     except KeyboardInterrupt:
+        pass
+
+
+M_ARENA_MAX = -8  # glibc's mallopt parameter
+
+
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """Two malloc arenas for the whole agent (glibc's MALLOC_ARENA_MAX=2).
+
+    glibc gives threads that allocate arenas of their own, up to 8 per core, and each
+    keeps what was freed in it: the agent's worker threads would hold memory they
+    no longer use. Nothing changes where the C library is not glibc.
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(M_ARENA_MAX, arenas)
+    except (OSError, AttributeError):
         pass

@@ -93,10 +93,21 @@ class BlockHandlers:
         size = (host_size(number) if number is not None else None) or work.size
         self._grow(self.agent.conn.lookupByName(ref.guest), ref, size, work.seen)
 
-    def _grow(self, dom: libvirt.virDomain, ref: DiskRef, size: int, seen: float) -> None:
-        """blockResize the guest's disk to `size` if that grows it; a shrink is refused."""
-        metrics.LIBVIRT_CALLS.labels("blockInfo").inc()
-        capacity = dom.blockInfo(ref.target)[0]
+    def _grow(
+        self,
+        dom: libvirt.virDomain,
+        ref: DiskRef,
+        size: int,
+        seen: float,
+        capacity: int | None = None,
+    ) -> None:
+        """blockResize the guest's disk to `size` if that grows it; a shrink is refused.
+
+        `capacity`: the guest disk's size as just read (else it is asked for).
+        """
+        if capacity is None:
+            metrics.LIBVIRT_CALLS.labels("blockInfo").inc()
+            capacity = dom.blockInfo(ref.target)[0]
         verdict = decide(size, capacity)
         if verdict is Verdict.SHRINK:
             metrics.REFUSED.inc()
@@ -116,16 +127,14 @@ class BlockHandlers:
         latency = time.monotonic() - seen
         metrics.LATENCY.observe(latency)
         metrics.FORWARDED.inc()
-        now = dom.blockInfo(ref.target)[0]
         log.info(
-            "resize guest=%s disk=%s %s: %d -> %d bytes in %.1f ms%s",
+            "resize guest=%s disk=%s %s: %d -> %d bytes in %.1f ms",
             ref.guest,
             ref.target,
             ref.source,
             capacity,
             size,
             latency * 1e3,
-            "" if now == size else f" (guest capacity now {now})",
         )
 
     def device_gone(self, work: DiskGone) -> None:
@@ -199,12 +208,30 @@ class BlockHandlers:
 
     def resize_disks(self, work: ResizeDisks) -> None:
         """Each block disk of the running guest gets its host device's size (here, in the
-        guest's worker: a reconciliation queues one item per guest, not one per disk)."""
+        guest's worker: a reconciliation queues one item per guest, not one per disk).
+
+        The guest's disk sizes come from one block-stats call, not a blockInfo per disk.
+        """
         dom = running_domain(self.agent.conn, work.guest)
         if dom is None:
             return
+        metrics.LIBVIRT_CALLS.labels("domainListGetStats").inc()
+        capacities = guest_capacities(self.agent.conn, dom)
         for target, source in block_disks(dom.XMLDesc(0)):
             number = devnum_of(source)
             size = host_size(number) if number is not None else None
             if size:
-                self._grow(dom, DiskRef(work.guest, target, source), size, time.monotonic())
+                ref = DiskRef(work.guest, target, source)
+                self._grow(dom, ref, size, time.monotonic(), capacities.get(target))
+
+
+def guest_capacities(conn: libvirt.virConnect, dom: libvirt.virDomain) -> dict[str, int]:
+    """Target dev -> the size the running guest sees, for each of its disks (one call)."""
+    found = conn.domainListGetStats([dom], libvirt.VIR_DOMAIN_STATS_BLOCK)
+    stats = found[0][1] if found else {}
+    capacities = {}
+    for i in range(stats.get("block.count", 0)):
+        name, capacity = stats.get(f"block.{i}.name"), stats.get(f"block.{i}.capacity")
+        if name and capacity is not None:
+            capacities[name] = capacity
+    return capacities

@@ -88,7 +88,9 @@ class ConfigHandlers:
         except libvirt.libvirtError:
             dom = None
         if dom is None:
-            dom = define_guest(conn, desired, desired.virt_type or detect_virt_type())
+            virt_type = desired.virt_type or detect_virt_type()
+            dom = define_guest(conn, desired, virt_type, self.agent.host_view())
+            self.agent.devices_changed(desired.name)
             log.info("define guest=%s from %s", desired.name, path)
             if desired.autoboot:
                 dom.create()
@@ -100,7 +102,7 @@ class ConfigHandlers:
         away = {w.location for w in waiting}
         delete = [d for d in delete if not (d in current.storage and d.location in away)]
         if add or delete:
-            changes = change_devices(conn, dom, add, delete)
+            changes = change_devices(conn, dom, add, delete, host=self.agent.host_view())
             self.agent.devices_changed(desired.name)
             for change in changes:
                 log.info(

@@ -29,13 +29,17 @@ class DomainEvent:
 
 
 def subscribe(conn: libvirt.virConnect, put: Put) -> None:
-    """Have libvirt's lifecycle and device events of every domain put as DomainEvents."""
+    """Have libvirt's lifecycle, device and metadata events of every domain put as
+    DomainEvents (each makes what the agent keeps of that guest stale)."""
 
     def on_lifecycle(_conn, dom, event: int, _detail: int, _opaque) -> None:
         put(DomainEvent(dom.name(), event == libvirt.VIR_DOMAIN_EVENT_STARTED))
 
     def on_device_removed(_conn, dom, _alias: str, _opaque) -> None:
         put(DomainEvent(dom.name(), False))
+
+    def on_metadata_change(_conn, dom, _type: int, _nsuri: str | None, _opaque) -> None:
+        put(DomainEvent(dom.name(), False))  # e.g. a NIC's vswitch port (our metadata)
 
     def on_device_added(_conn, dom, _alias: str, _opaque) -> None:
         # Any device may be a NIC: an alias is whatever its plugger chose (virsh
@@ -46,6 +50,7 @@ def subscribe(conn: libvirt.virConnect, put: Put) -> None:
         (libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, on_lifecycle),
         (libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_ADDED, on_device_added),
         (libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED, on_device_removed),
+        (libvirt.VIR_DOMAIN_EVENT_ID_METADATA_CHANGE, on_metadata_change),
     ):
         conn.domainEventRegisterAny(None, event_id, callback, None)
 

@@ -65,7 +65,7 @@ from agent.daemon.work import (
 )
 from agent.daemon.workers import GuestWorkers
 from agent.errors import HostError
-from agent.guests.inventory import HostView
+from agent.guests.inventory import CachedHostView, GuestCache, HostView
 from agent.guests.locks import guest_lock
 from agent.network import vswitches
 from translators.errors import HpvmError
@@ -115,6 +115,7 @@ class Agent:
         self.configs = ConfigIndex(options.guests_dir)
         self.workers = GuestWorkers(self._run_for_guest)
         self.disks = DiskIndex()  # device number -> running guests' disks
+        self.guests = GuestCache()  # every persistent guest, read again when it changes
         self._work_lock = threading.Lock()
         self._work_queued = 0
         self.resync = threading.Event()
@@ -172,6 +173,11 @@ class Agent:
         """`guest`'s devices (with None: any guest's) changed or may have: what was read
         of them is stale."""
         self.disks.invalidate(guest)
+        self.guests.invalidate(guest)
+
+    def host_view(self) -> HostView:
+        """What a check against every guest needs, from the agent's cache of them."""
+        return CachedHostView(self.conn, self.guests)
 
     # ---- connection -------------------------------------------------------------------
 

@@ -123,11 +123,7 @@ class Database:
     def restricting(self, ident: Identity) -> Entry | None:
         """The rdev entry that keeps this device (or one overlapping it) from guests."""
         return next(
-            (
-                e
-                for e in self.entries
-                if e.config == RDEV and e.matches(ident.key, ident.stable_id)
-            ),
+            (e for e in self.entries if e.config == RDEV and e.matches(ident.key, ident.stable_id)),
             None,
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,7 +97,12 @@ def entries(conn: libvirt.virConnect) -> list[Entry]:
             if err.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
                 raise  # undefined while we listed: not a guest any more
 
-    return sorted(found, key=lambda e: (e.guest.number is None, e.guest.number or 0, e.guest.name))
+    return sorted(found, key=by_number)
+
+
+def by_number(entry: Entry) -> tuple[bool, int, str]:
+    """Sort key: VM number, then name (guests without a number last)."""
+    return (entry.guest.number is None, entry.guest.number or 0, entry.guest.name)
 
 
 def host_macs() -> dict[str, str]:
@@ -183,3 +189,63 @@ class HostView:
         """The lowest VM number no guest has."""
         used = {e.guest.number for e in self.entries}
         return next(n for n in range(1, len(used) + 2) if n not in used)
+
+
+class GuestCache:
+    """Every persistent guest, kept by a long-running process (the agent) and read again
+    one guest at a time: only guests said to have changed (`invalidate(name)`, e.g. on
+    libvirt's events) are read from libvirt again, so a check against all guests costs
+    the same with 10 or 1,000 of them. `invalidate()` reads everything again."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[str, Entry] = {}
+        self._stale: set[str] = set()
+        self._all_stale = True
+        self.reads = 0  # guests read from libvirt (for tests and benchmarks)
+
+    def invalidate(self, name: str | None = None) -> None:
+        with self._lock:
+            if name is None:
+                self._all_stale = True
+            else:
+                self._stale.add(name)
+
+    def entries(self, conn: libvirt.virConnect) -> list[Entry]:
+        """Every persistent guest, ordered by VM number then name (stale ones read again)."""
+        with self._lock:
+            if self._all_stale:
+                self._all_stale, self._stale = False, set()
+                found = entries(conn)
+                self.reads += len(found)
+                self._entries = {e.guest.name: e for e in found}
+            else:
+                stale, self._stale = self._stale, set()
+                for name in stale:
+                    self._read(conn, name)
+            found = list(self._entries.values())
+        return sorted(found, key=by_number)
+
+    def _read(self, conn: libvirt.virConnect, name: str) -> None:
+        self.reads += 1
+        self._entries.pop(name, None)
+        try:
+            dom = conn.lookupByName(name)
+            if dom.isPersistent():
+                self._entries[name] = Entry(dom, config_guest(dom), bool(dom.isActive()))
+        except libvirt.libvirtError as err:
+            if err.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                self._stale.add(name)  # read again next time
+                raise
+
+
+class CachedHostView(HostView):
+    """A HostView whose guests come from a GuestCache (the agent's), not a full listing."""
+
+    def __init__(self, conn: libvirt.virConnect, cache: GuestCache) -> None:
+        super().__init__(conn)
+        self._cache = cache
+
+    @property
+    def entries(self) -> list[Entry]:  # type: ignore[override]
+        return self._cache.entries(self.conn)

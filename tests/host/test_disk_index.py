@@ -66,7 +66,7 @@ def test_an_unplugged_disk_is_waiting_for_its_device(running):
     number = devnum(first_disk)
     assert index.waiting_for(conn, number) == []
     dom = conn.lookupByName(first)
-    disk = [d for d in index.refs(conn, number) if d.guest == first][0]
+    disk = next(d for d in index.refs(conn, number) if d.guest == first)
     xml = subprocess.run(
         ["virsh", "dumpxml", first], check=True, capture_output=True, text=True
     ).stdout

@@ -52,6 +52,8 @@ class Device:
     ADDRESS: ClassVar[tuple[str, ...]]
     #: The `<devices>` child it reads back.
     ELEMENT: ClassVar[str]
+    #: Every `<devices>` child tag its `reads` may accept (ELEMENT, unless it says more).
+    READ_TAGS: ClassVar[tuple[str, ...]] = ()
     #: The fields that say where a `-m` statement's device is.
     PLACE: ClassVar[tuple[str, ...]]
     #: The error when a `-m` statement does not give all of PLACE.
@@ -156,6 +158,11 @@ class Device:
     def reads(cls, element: etree._Element) -> bool:
         """Is this `<devices>` child one of this kind's?"""
         return element.tag == cls.ELEMENT
+
+    @classmethod
+    def read_tags(cls) -> tuple[str, ...]:
+        """The `<devices>` child tags this kind may read."""
+        return cls.READ_TAGS or (cls.ELEMENT,)
 
     @classmethod
     def read_all(

@@ -114,6 +114,7 @@ class DioDevice(Device):
     IDENTITY = ("hwpath", "bus", "slot", "mac")
     ADDRESS = ("bus", "slot")
     ELEMENT = "hostdev"
+    READ_TAGS = ("hostdev", "interface")  # an SR-IOV VF: <interface type='hostdev'>
     PLACE = ("bus", "slot")
     PLACE_NEEDED = "-m needs the DIO function's bus,slot"
 
