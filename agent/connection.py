@@ -45,6 +45,17 @@ def open_connection(uri: str) -> libvirt.virConnect:
         raise HostError(f"cannot connect to {uri}: {err.get_error_message()}") from None
 
 
+#: What to do about failures libvirt or QEMU report in their own words.
+HINTS = {
+    "failed to create linux AIO context": (
+        "the host ran out of native AIO contexts (one per guest disk): raise "
+        "fs.aio-max-nr, e.g. sysctl -w fs.aio-max-nr=1048576 (scripts/install.sh does)"
+    ),
+}
+
+
 def libvirt_message(err: libvirt.libvirtError) -> str:
-    """libvirt's message on one line."""
-    return " ".join((err.get_error_message() or str(err)).split())
+    """libvirt's message on one line (with what to do, for the failures we know)."""
+    message = " ".join((err.get_error_message() or str(err)).split())
+    hints = [hint for cause, hint in HINTS.items() if cause in message]
+    return "; ".join([message, *hints])

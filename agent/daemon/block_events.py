@@ -45,7 +45,14 @@ class BlockHandlers:
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
         self.pending: Debounce[BlockSettled] = Debounce()  # by device number
-        self.known_size: dict[int, int] = {}
+        self.known_size: dict[int, int] = {}  # device number -> its size at its last event
+        # (guest, target) -> the guest disk's size as the agent last read or set it. Used
+        # instead of asking (blockInfo) only to grow, and only while the host device has
+        # not shrunk since: a guest disk never exceeds its device's size at the time it
+        # was sized, so with the device never smaller since, growing to its size now
+        # cannot shrink the guest. Dropped when the device shrinks or goes, and whenever
+        # the guest changes (restart, plug, unplug) or events may have been lost.
+        self.capacity: dict[tuple[str, str], int] = {}
 
     # ---- debounce ---------------------------------------------------------------------
 
@@ -71,8 +78,11 @@ class BlockHandlers:
         event, put = work.event, self.agent.offer
         size = host_size(event.devnum)
         previous = self.known_size.get(event.devnum)
-        self.known_size[event.devnum] = size or 0
         refs = self.agent.disks.refs(self.agent.conn, event.devnum)
+        if previous is None or not size or size < previous:  # unknown, gone or shrunk
+            for ref in refs:
+                self.capacity.pop((ref.guest, ref.target), None)
+        self.known_size[event.devnum] = size or 0
         metrics.GUESTS.set(self.agent.disks.guests())
         if event.action == "remove" or not size:
             for ref in refs:
@@ -91,7 +101,20 @@ class BlockHandlers:
         ref = work.ref
         number = devnum_of(ref.source)
         size = (host_size(number) if number is not None else None) or work.size
-        self._grow(self.agent.conn.lookupByName(ref.guest), ref, size, work.seen)
+        capacity = None
+        if number is not None and size >= self.known_size.get(number, size + 1):
+            capacity = self.capacity.get((ref.guest, ref.target))  # no shrink seen since
+        self._grow(self.agent.conn.lookupByName(ref.guest), ref, size, work.seen, capacity)
+
+    def forget(self, guest: str | None = None) -> None:
+        """What the agent knows of `guest`'s disk sizes (with None: of every guest's) is
+        stale: they are asked for again."""
+        if guest is None:
+            self.capacity.clear()
+            return
+        for key in list(self.capacity):  # one C call: workers may add keys meanwhile
+            if key[0] == guest:
+                self.capacity.pop(key, None)
 
     def _grow(
         self,
@@ -103,11 +126,14 @@ class BlockHandlers:
     ) -> None:
         """blockResize the guest's disk to `size` if that grows it; a shrink is refused.
 
-        `capacity`: the guest disk's size as just read (else it is asked for).
+        `capacity`: the guest disk's size as just read or as the agent knows it (only
+        trusted for a grow; else it is asked for).
         """
-        if capacity is None:
+        if capacity is None or size <= capacity:  # not known, or not a grow: ask
             metrics.LIBVIRT_CALLS.labels("blockInfo").inc()
             capacity = dom.blockInfo(ref.target)[0]
+        key = (ref.guest, ref.target)
+        self.capacity[key] = capacity
         verdict = decide(size, capacity)
         if verdict is Verdict.SHRINK:
             metrics.REFUSED.inc()
@@ -123,7 +149,9 @@ class BlockHandlers:
         if verdict is not Verdict.GROW:
             return
         metrics.LIBVIRT_CALLS.labels("blockResize").inc()
+        self.capacity.pop(key, None)  # unknown if the call fails half-way
         dom.blockResize(ref.target, size, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
+        self.capacity[key] = size
         latency = time.monotonic() - seen
         metrics.LATENCY.observe(latency)
         metrics.FORWARDED.inc()

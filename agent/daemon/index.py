@@ -54,6 +54,9 @@ def read_guest(dom: libvirt.virDomain) -> GuestDisks | None:
     return GuestDisks(tuple(live), tuple(d.source for d in missing))
 
 
+ACTIVE = libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE
+
+
 class DiskIndex:
     """Device number -> the running guests' disks on it; refreshed per stale guest.
 
@@ -79,12 +82,12 @@ class DiskIndex:
 
     def refs(self, conn: libvirt.virConnect, devnum: int) -> list[DiskRef]:
         """The running guests' disks on host device `devnum`."""
-        self._refresh(conn)
+        self.refresh(conn)
         return list(self._by_devnum.get(devnum, ()))
 
     def waiting_for(self, conn: libvirt.virConnect, devnum: int) -> list[str]:
         """Running guests with an unplugged disk whose backing is device `devnum` now."""
-        self._refresh(conn)
+        self.refresh(conn)
         return [
             name
             for name, disks in self._guests.items()
@@ -95,24 +98,20 @@ class DiskIndex:
         """How many running guests have block disks (as last read)."""
         return sum(1 for disks in self._guests.values() if disks.live)
 
-    def _refresh(self, conn: libvirt.virConnect) -> None:
+    def refresh(self, conn: libvirt.virConnect) -> None:
+        """Read again what is stale (one listing of the running guests, then only the
+        stale ones that run are read: many defined guests changing cost one call)."""
         with self._lock:
             everything, self._all_stale = self._all_stale, False
             stale, self._stale = self._stale, set()
+        if not everything and not stale:
+            return
+        running = {dom.name(): dom for dom in conn.listAllDomains(ACTIVE)}
         if everything:
-            doms = conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
-            self._guests.clear()
-            for dom in doms:
-                self._store(dom.name(), read_guest(dom))
-            self._rebuild()
-            return
-        if not stale:
-            return
+            self._guests = {}
+            stale = set(running)
         for name in stale:
-            try:
-                dom = conn.lookupByName(name)
-            except libvirt.libvirtError:
-                dom = None
+            dom = running.get(name)
             self._store(name, read_guest(dom) if dom is not None else None)
         self._rebuild()
 

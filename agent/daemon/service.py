@@ -120,7 +120,8 @@ class Agent:
         self._work_queued = 0
         self.resync = threading.Event()
         self.stopping = False
-        block, config, domains = BlockHandlers(self), ConfigHandlers(self), LibvirtHandlers(self)
+        self.block = block = BlockHandlers(self)
+        config, domains = ConfigHandlers(self), LibvirtHandlers(self)
         functions = PciHandlers(self)
         self.scsi = scsi = ScsiHandlers(self)
         self.debounced = (block.pending, config.pending)
@@ -174,6 +175,7 @@ class Agent:
         of them is stale."""
         self.disks.invalidate(guest)
         self.guests.invalidate(guest)
+        self.block.forget(guest)
 
     def host_view(self) -> HostView:
         """What a check against every guest needs, from the agent's cache of them."""
@@ -405,6 +407,7 @@ class Agent:
             self._dispatch(ReconcileGuest(dom.name()))
         self._guarded(self.scsi.sync_all)  # attached SCSI devices gone or back meanwhile
         self.devices_changed()
+        self.disks.refresh(self.conn)  # read now, not at the next event
         log.info("reconcile (%s) queued in %.1f ms", reason, (time.monotonic() - start) * 1e3)
 
 

@@ -77,6 +77,19 @@ def test_ten_quick_resizes_end_at_the_last_size(rig):
     rig["size_mb"] = 210
 
 
+def test_grows_in_a_row_ask_libvirt_for_the_size_once(rig):
+    """The agent knows the size it set: the next grow is one blockResize, no blockInfo."""
+    agent = rig["agent"]
+    asked = agent.metric('avio_libvirt_calls_total{call="blockInfo"}')
+    resized = agent.metric('avio_libvirt_calls_total{call="blockResize"}')
+    for _ in range(3):
+        size = rig["size_mb"] + 8
+        mark = resize(rig, size)
+        guest_size_after(rig, mark, size, timeout=3.0)
+    assert agent.metric('avio_libvirt_calls_total{call="blockResize"}') == resized + 3
+    assert agent.metric('avio_libvirt_calls_total{call="blockInfo"}') <= asked + 1
+
+
 def test_change_event_without_resize_flag_is_acted_on(rig):
     """As device-mapper does: a plain `change` uevent, no RESIZE=1."""
     agent = rig["agent"]
