@@ -162,6 +162,13 @@ class Fleet:
         return found
 
     def cleanup(self) -> None:
+        for name in self.host.guests:
+            result = hpvm("hpvmremove", "-P", name, "-F", check=False)
+            if result.returncode != 0:
+                print(f"  cleanup: hpvmremove -P {name}: {result.stderr.strip()}; virsh used")
+                subprocess.run(["virsh", "destroy", name], capture_output=True)
+                subprocess.run(["virsh", "undefine", "--nvram", name], capture_output=True)
+        self.host.guests.clear()
         self.host.cleanup()
         hpvm("hpvmnet", "-d", "-F", "-S", self.vswitch, check=False)
         self.remove_loop_nodes()
