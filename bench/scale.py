@@ -351,6 +351,8 @@ def main() -> None:
         )
     finally:
         agent.stop()
+        conn.close()  # the hook's installation restarted libvirtd: a new connection
+        conn = libvirt.open("qemu:///system")
         for path in guests_dir.glob("avsc-cfg*.conf"):
             path.unlink()
             try:  # no storage, never started: undefined directly (hpvmremove takes ~1 s)

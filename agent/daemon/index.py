@@ -9,11 +9,11 @@ reconnect or a reconciliation (`invalidate()`).
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import libvirt
 
+from agent.stale import StaleNames
 from agent.storage.hostcheck import device_number as devnum_of
 from translators.live import block_disks, missing_block_disks
 
@@ -65,20 +65,14 @@ class DiskIndex:
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._stale = StaleNames()
         self._guests: dict[str, GuestDisks] = {}
         self._by_devnum: dict[int, list[DiskRef]] = {}
-        self._stale: set[str] = set()
-        self._all_stale = True
         self.reads = 0  # guests read from libvirt (for tests and benchmarks)
 
     def invalidate(self, guest: str | None = None) -> None:
         """`guest`'s disks (or, with None, every guest's) may have changed."""
-        with self._lock:
-            if guest is None:
-                self._all_stale = True
-            else:
-                self._stale.add(guest)
+        self._stale.mark(guest)
 
     def refs(self, conn: libvirt.virConnect, devnum: int) -> list[DiskRef]:
         """The running guests' disks on host device `devnum`."""
@@ -101,9 +95,7 @@ class DiskIndex:
     def refresh(self, conn: libvirt.virConnect) -> None:
         """Read again what is stale (one listing of the running guests, then only the
         stale ones that run are read: many defined guests changing cost one call)."""
-        with self._lock:
-            everything, self._all_stale = self._all_stale, False
-            stale, self._stale = self._stale, set()
+        everything, stale = self._stale.take()
         if not everything and not stale:
             return
         running = {dom.name(): dom for dom in conn.listAllDomains(ACTIVE)}

@@ -10,6 +10,7 @@ from pathlib import Path
 import libvirt
 
 from agent.network.vswitch_store import all_vswitches
+from agent.stale import StaleNames
 from agent.storage.hostcheck import backing_key
 from translators.devices.dio import DioDevice
 from translators.devices.scsi_passthrough import ScsiPassthroughDevice
@@ -198,31 +199,24 @@ class GuestCache:
     the same with 10 or 1,000 of them. `invalidate()` reads everything again."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the entries: workers check against them side by side
         self._entries: dict[str, Entry] = {}
-        self._stale: set[str] = set()
-        self._all_stale = True
+        self._stale = StaleNames()
         self.reads = 0  # guests read from libvirt (for tests and benchmarks)
 
     def invalidate(self, name: str | None = None) -> None:
-        with self._lock:
-            if name is None:
-                self._all_stale = True
-            else:
-                self._stale.add(name)
+        self._stale.mark(name)
 
     def entries(self, conn: libvirt.virConnect) -> list[Entry]:
         """Every persistent guest, ordered by VM number then name (stale ones read again)."""
         with self._lock:
-            if self._all_stale:
-                self._all_stale, self._stale = False, set()
+            everything, stale = self._stale.take()
+            if everything:
                 found = entries(conn)
                 self.reads += len(found)
                 self._entries = {e.guest.name: e for e in found}
-            else:
-                stale, self._stale = self._stale, set()
-                for name in stale:
-                    self._read(conn, name)
+            for name in stale:
+                self._read(conn, name)
             found = list(self._entries.values())
         return sorted(found, key=by_number)
 
@@ -235,7 +229,7 @@ class GuestCache:
                 self._entries[name] = Entry(dom, config_guest(dom), bool(dom.isActive()))
         except libvirt.libvirtError as err:
             if err.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
-                self._stale.add(name)  # read again next time
+                self._stale.mark(name)  # read again next time
                 raise
 
 

@@ -28,7 +28,6 @@ def test_the_cache_reads_only_the_guests_that_changed(host, conn):
     cache = GuestCache()
     listed = cache.entries(conn)
     assert first in names(listed)
-    assert names(listed) <= names(HostView(conn).entries) | set(host.guests)
     reads = cache.reads
     second = host.define_guest(memory="64M")
     assert second not in names(cache.entries(conn))  # not said to have changed yet
