@@ -210,6 +210,29 @@ def resize_latency(fleet: Fleet, agent: AgentProcess, count: int) -> list[float]
     return forward_latencies(agent, since)
 
 
+def config_file_costs(
+    fleet: Fleet, agent: AgentProcess, conn: libvirt.virConnect, guests_dir: Path, count: int
+) -> None:
+    """Resize latency with 1 config file in the agent's directory, then with `count`
+    (each defines a guest of its own, which the agent does first)."""
+    config = "-O unknown\n-r 64M\n-B manual\n"
+    (guests_dir / "avsc-cfg0000.conf").write_text(config)
+    time.sleep(2)
+    report("with 1 config file", resize_latency(fleet, agent, 50))
+    start = time.monotonic()
+    for i in range(1, count):
+        (guests_dir / f"avsc-cfg{i:04d}.conf").write_text(config)
+    deadline = time.monotonic() + 900
+    while sum(d.name().startswith("avsc-cfg") for d in conn.listAllDomains()) < count:
+        assert time.monotonic() < deadline, "the agent did not define the config files' guests"
+        time.sleep(0.5)
+    print(
+        f"  the agent defined {count - 1} guests from new config files in "
+        f"{time.monotonic() - start:.1f} s"
+    )
+    report(f"with {count} config files", resize_latency(fleet, agent, 50))
+
+
 def hook_times(name: str, rounds: int = 5) -> tuple[float, float]:
     """Median wall time (ms) of the hook's `prepare` and `started` for guest `name`, run
     as libvirt runs it (the domain XML on stdin)."""
@@ -245,6 +268,9 @@ def main() -> None:
     parser.add_argument("--resizes", type=int, default=500)
     parser.add_argument("--idle", type=float, default=30.0)
     parser.add_argument("--configs", type=int, default=1000)
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="skip the run with 1 guest first"
+    )
     args = parser.parse_args()
 
     guests = args.guests
@@ -252,9 +278,16 @@ def main() -> None:
     if fits < guests:
         print(f"scaled down: {guests} guests need ~{guests * PER_GUEST_MB} MB, {fits} fit")
         guests = max(1, fits)
-    print(f"{os.cpu_count()} cores; {guests} guests x {args.disks} disks")
+    if guests > 1 and not args.no_baseline:
+        # The same figures for 1 guest, in the same run (the config-file phase apart).
+        measure(1, args.disks, min(args.resizes, 50), args.idle, configs=0)
+    measure(guests, args.disks, args.resizes, args.idle, args.configs)
 
-    aio = AioLimit(guests * args.disks)
+
+def measure(guests: int, disks: int, resizes: int, idle: float, configs: int) -> None:
+    """Build the fleet, measure, print, remove it all."""
+    print(f"{os.cpu_count()} cores; {guests} guests x {disks} disks")
+    aio = AioLimit(guests * disks)
     fleet = Fleet()
     guests_dir = fleet.host.tmp / "guests"
     guests_dir.mkdir()
@@ -262,12 +295,12 @@ def main() -> None:
     conn = libvirt.open("qemu:///system")
     try:
         start = time.monotonic()
-        fleet.build(guests, args.disks)
+        fleet.build(guests, disks)
         print(f"  set up (create + start) in {time.monotonic() - start:.0f} s")
         agent.start(timeout=300)
         pid = agent.process.pid
 
-        report("uevent -> blockResize returned", resize_latency(fleet, agent, args.resizes))
+        report("uevent -> blockResize returned", resize_latency(fleet, agent, resizes))
 
         calls0 = agent.metric('avio_libvirt_calls_total{call="blockResize"}')
         cpu0 = cpu_seconds(pid)
@@ -316,24 +349,14 @@ def main() -> None:
 
         time.sleep(5)  # udevd's tail of the burst
         cpu0, t0 = cpu_seconds(pid), time.monotonic()
-        time.sleep(args.idle)
+        time.sleep(idle)
         print(
             f"  agent idle {time.monotonic() - t0:.0f} s: CPU {cpu_seconds(pid) - cpu0:.2f} s, "
             f"RSS {rss_mb(pid):.1f} MB"
         )
 
-        config = "-O unknown\n-r 64M\n-B manual\n"
-        (guests_dir / "avsc-cfg0000.conf").write_text(config)
-        time.sleep(2)
-        report("with 1 config file", resize_latency(fleet, agent, 50))
-        for i in range(1, args.configs):
-            path = guests_dir / f"avsc-cfg{i:04d}.conf"
-            path.write_text(config)
-        deadline = time.monotonic() + 900
-        while sum(d.name().startswith("avsc-cfg") for d in conn.listAllDomains()) < args.configs:
-            assert time.monotonic() < deadline, "the agent did not define the config files' guests"
-            time.sleep(0.5)
-        report(f"with {args.configs} config files", resize_latency(fleet, agent, 50))
+        if configs:
+            config_file_costs(fleet, agent, conn, guests_dir, configs)
 
         prepare, started = hook_times(one)
         print(
