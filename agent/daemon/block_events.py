@@ -45,8 +45,8 @@ class BlockHandlers:
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
         self.pending: Debounce[BlockSettled] = Debounce()  # by device number
-        self.known_size: dict[int, int] = {}  # device number -> its size at its last event
-        # (guest, target) -> the guest disk's size as the agent last read or set it. Used
+        self.known_size: dict[int, int] = {}  # device number -> its size, as last seen
+        # (guest, source) -> the guest disk's size as the agent last read or set it. Used
         # instead of asking (blockInfo) only to grow, and only while the host device has
         # not shrunk since: a guest disk never exceeds its device's size at the time it
         # was sized, so with the device never smaller since, growing to its size now
@@ -81,7 +81,7 @@ class BlockHandlers:
         refs = self.agent.disks.refs(self.agent.conn, event.devnum)
         if previous is None or not size or size < previous:  # unknown, gone or shrunk
             for ref in refs:
-                self.capacity.pop((ref.guest, ref.target), None)
+                self.capacity.pop((ref.guest, ref.source), None)
         self.known_size[event.devnum] = size or 0
         metrics.GUESTS.set(self.agent.disks.guests())
         if event.action == "remove" or not size:
@@ -103,7 +103,7 @@ class BlockHandlers:
         size = (host_size(number) if number is not None else None) or work.size
         capacity = None
         if number is not None and size >= self.known_size.get(number, size + 1):
-            capacity = self.capacity.get((ref.guest, ref.target))  # no shrink seen since
+            capacity = self.capacity.get((ref.guest, ref.source))  # no shrink seen since
         self._grow(self.agent.conn.lookupByName(ref.guest), ref, size, work.seen, capacity)
 
     def forget(self, guest: str | None = None) -> None:
@@ -131,8 +131,8 @@ class BlockHandlers:
         """
         if capacity is None or size <= capacity:  # not known, or not a grow: ask
             metrics.LIBVIRT_CALLS.labels("blockInfo").inc()
-            capacity = dom.blockInfo(ref.target)[0]
-        key = (ref.guest, ref.target)
+            capacity = dom.blockInfo(ref.source)[0]
+        key = (ref.guest, ref.source)
         self.capacity[key] = capacity
         verdict = decide(size, capacity)
         if verdict is Verdict.SHRINK:
@@ -150,7 +150,9 @@ class BlockHandlers:
             return
         metrics.LIBVIRT_CALLS.labels("blockResize").inc()
         self.capacity.pop(key, None)  # unknown if the call fails half-way
-        dom.blockResize(ref.target, size, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
+        # Named by its source, not its target: a disk put at that target since (by
+        # hpvmmodify, say) is not this one, and libvirt then finds no disk to resize.
+        dom.blockResize(ref.source, size, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
         self.capacity[key] = size
         latency = time.monotonic() - seen
         metrics.LATENCY.observe(latency)
@@ -249,6 +251,7 @@ class BlockHandlers:
             number = devnum_of(source)
             size = host_size(number) if number is not None else None
             if size:
+                self.known_size[number] = size  # the guest is sized from it: last size seen
                 ref = DiskRef(work.guest, target, source)
                 self._grow(dom, ref, size, time.monotonic(), capacities.get(target))
 
