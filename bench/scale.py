@@ -58,12 +58,13 @@ def sh(*args: str) -> str:
     return subprocess.run(args, check=True, capture_output=True, text=True).stdout
 
 
-def timed(*argv: str, rounds: int = 3) -> float:
-    """Median wall time of a command, in ms."""
+def timed(*argv: str, rounds: int = 3, stdin: str | None = None) -> float:
+    """Median wall time of a command (given `stdin`), in ms."""
+    data = stdin.encode() if stdin is not None else None
     samples = []
     for _ in range(rounds):
         start = time.perf_counter()
-        subprocess.run(argv, check=True, capture_output=True)
+        subprocess.run(argv, input=data, check=True, capture_output=True)
         samples.append(time.perf_counter() - start)
     return sorted(samples)[len(samples) // 2] * 1e3
 
@@ -237,21 +238,12 @@ def hook_times(name: str, rounds: int = 5) -> tuple[float, float]:
     """Median wall time (ms) of the hook's `prepare` and `started` for guest `name`, run
     as libvirt runs it (the domain XML on stdin)."""
     xml = sh("virsh", "dumpxml", name)
-    found = []
-    for operation in ("prepare", "started"):
-        samples = []
-        for _ in range(rounds):
-            start = time.perf_counter()
-            subprocess.run(
-                [str(BIN / "avio-libvirt-hook"), name, operation, "begin", "-"],
-                input=xml,
-                text=True,
-                check=True,
-                capture_output=True,
-            )
-            samples.append(time.perf_counter() - start)
-        found.append(sorted(samples)[len(samples) // 2] * 1e3)
-    return found[0], found[1]
+    hook = str(BIN / "avio-libvirt-hook")
+    prepare, started = (
+        timed(hook, name, operation, "begin", "-", rounds=rounds, stdin=xml)
+        for operation in ("prepare", "started")
+    )
+    return prepare, started
 
 
 def report(label: str, lat: list[float]) -> None:

@@ -83,7 +83,6 @@ class BlockHandlers:
             for ref in refs:
                 self.capacity.pop((ref.guest, ref.source), None)
         self.known_size[event.devnum] = size or 0
-        metrics.GUESTS.set(self.agent.disks.guests())
         if event.action == "remove" or not size:
             for ref in refs:
                 put(DiskGone(ref.guest, ref, event))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import libvirt
 
+from agent.daemon import metrics
 from agent.stale import StaleNames
 from agent.storage.hostcheck import device_number as devnum_of
 from translators.live import block_disks, missing_block_disks
@@ -88,10 +89,6 @@ class DiskIndex:
             if any(devnum_of(source) == devnum for source in disks.missing)
         ]
 
-    def guests(self) -> int:
-        """How many running guests have block disks (as last read)."""
-        return sum(1 for disks in self._guests.values() if disks.live)
-
     def refresh(self, conn: libvirt.virConnect) -> None:
         """Read again what is stale (one listing of the running guests, then only the
         stale ones that run are read: many defined guests changing cost one call)."""
@@ -120,6 +117,7 @@ class DiskIndex:
             for number, ref in disks.live:
                 by_devnum.setdefault(number, []).append(ref)
         self._by_devnum = by_devnum
+        metrics.GUESTS.set(sum(1 for disks in self._guests.values() if disks.live))
 
 
 def running_domain(conn: libvirt.virConnect, name: str) -> libvirt.virDomain | None:

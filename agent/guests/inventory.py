@@ -211,12 +211,13 @@ class GuestCache:
         """Every persistent guest, ordered by VM number then name (stale ones read again)."""
         with self._lock:
             everything, stale = self._stale.take()
-            if everything:
+            if everything:  # the listing reads the stale ones too
                 found = entries(conn)
                 self.reads += len(found)
                 self._entries = {e.guest.name: e for e in found}
-            for name in stale:
-                self._read(conn, name)
+            else:
+                for name in stale:
+                    self._read(conn, name)
             found = list(self._entries.values())
         return sorted(found, key=by_number)
 

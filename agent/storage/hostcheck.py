@@ -58,16 +58,17 @@ def _sysfs_dir(rdev: int) -> Path:
     return Path(f"/sys/dev/block/{_number(rdev)}").resolve()
 
 
-def _read(path: Path) -> str | None:
+def _read(path: str | Path) -> str | None:
     try:
-        return path.read_text().strip()
+        with open(path) as f:
+            return f.read().strip()
     except OSError:
         return None
 
 
-def _loop_file(block_dir: Path) -> str | None:
+def _loop_file(block_dir: str | Path) -> str | None:
     """The file behind a loop device (its sysfs dir), if it is one and the file still exists."""
-    name = _read(block_dir / "loop" / "backing_file")
+    name = _read(f"{block_dir}/loop/backing_file")
     if not name or name.endswith(" (deleted)"):
         return None
     return name
@@ -75,14 +76,6 @@ def _loop_file(block_dir: Path) -> str | None:
 
 def _file_key(st: os.stat_result) -> str:
     return f"file:{st.st_dev}:{st.st_ino}"
-
-
-def _read_text(path: str) -> str | None:
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
-        return None
 
 
 def _block_key(rdev: int) -> str:
@@ -96,11 +89,11 @@ def _block_key(rdev: int) -> str:
     partition = os.path.exists(f"{base}/partition")
     if partition:
         whole = os.path.dirname(os.path.realpath(base))
-        whole_key = f"blk:{_read_text(f'{whole}/dev') or number}"
+        whole_key = f"blk:{_read(f'{whole}/dev') or number}"
     else:
         whole, whole_key = base, f"blk:{number}"
-    backing = _read_text(f"{whole}/loop/backing_file")
-    if backing and not backing.endswith(" (deleted)"):
+    backing = _loop_file(whole)
+    if backing:
         try:
             whole_key = _file_key(os.stat(backing))
         except OSError:
