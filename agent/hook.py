@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lxml import etree
 
@@ -32,6 +34,13 @@ from translators.vswitch import VSwitch, port_rules, read_network
 
 NETWORKS_DIR = Path("/etc/libvirt/qemu/networks")
 PROG = "avio-libvirt-hook"
+
+if TYPE_CHECKING:
+    from agent.devices.pci import Function
+    from translators.model import Guest
+
+ReadGuest = Callable[[Path], "Guest | None"]
+Bind = Callable[["Function"], None]
 
 
 def vswitch_definitions(directory: Path) -> dict[str, VSwitch]:
@@ -50,6 +59,11 @@ def vswitch_definitions(directory: Path) -> dict[str, VSwitch]:
     return found
 
 
+def networks_dir() -> Path:
+    """Where the vswitch definitions are read from ($AVIO_LIBVIRT_NETWORKS for tests)."""
+    return Path(os.environ.get("AVIO_LIBVIRT_NETWORKS", NETWORKS_DIR))
+
+
 def domain_dirs() -> list[Path]:
     """Where the other guests are read from ($AVIO_LIBVIRT_DOMAINS: dirs separated by ':')."""
     value = os.environ.get("AVIO_LIBVIRT_DOMAINS")
@@ -60,8 +74,12 @@ def domain_dirs() -> list[Path]:
     return [Path(d) for d in value.split(":") if d]
 
 
-def check_storage(domain_xml: str) -> None:
-    """An hpvm guest's backing stores may reach it now (others' domains are left alone)."""
+def check_storage(domain_xml: str, read: ReadGuest | None = None, bind: Bind | None = None) -> None:
+    """An hpvm guest's backing stores may reach it now (others' domains are left alone).
+
+    `read` reads another guest's file (the agent's keeps what it read); `bind` puts a DIO
+    function back on vfio-pci (default: through sysfs).
+    """
     from translators.devices.scsi_passthrough import ScsiPassthroughDevice
     from translators.readback import is_hpvm_guest, read_domain
 
@@ -73,7 +91,10 @@ def check_storage(domain_xml: str) -> None:
     from agent.storage.startcheck import check_storage_now, claims_from_files
 
     guest = read_domain(domain_xml)
-    others = claims_from_files(domain_dirs(), exclude=guest.name)
+    if read is None:
+        others = claims_from_files(domain_dirs(), exclude=guest.name)
+    else:
+        others = claims_from_files(domain_dirs(), exclude=guest.name, read=read)
     check_storage_now(guest, others)
     if guest.of_kind(ScsiPassthroughDevice):
         from agent.storage.startcheck import check_attached_now
@@ -85,10 +106,15 @@ def check_storage(domain_xml: str) -> None:
             )
     from agent.devices import dio
 
-    dio.prepare(guest.devices)  # DIO functions: pooled, present, on vfio-pci
+    dio.prepare(guest.devices, binder=bind)  # DIO functions: pooled, present, on vfio-pci
 
 
-def prepare(domain_xml: str, vswitches: dict[str, VSwitch]) -> None:
+def prepare(
+    domain_xml: str,
+    vswitches: dict[str, VSwitch],
+    read: ReadGuest | None = None,
+    bind: Bind | None = None,
+) -> None:
     """The guest's storage is safe to hand it; every vswitch it uses has its bridge (and uplink)."""
     from translators.migration import domain_not_runnable
     from translators.readback import read_domain
@@ -96,7 +122,7 @@ def prepare(domain_xml: str, vswitches: dict[str, VSwitch]) -> None:
     reason = domain_not_runnable(domain_xml)
     if reason:  # migrated away by hpvmmigrate without -D: virsh start must not run it twice
         raise RuntimeError(f"not runnable here: {reason}")
-    check_storage(domain_xml)
+    check_storage(domain_xml, read, bind)
     for name in sorted({nic.vswitch for nic in read_domain(domain_xml).networks}):
         v = vswitches.get(name)
         if v is None or Path(f"/sys/class/net/{v.name}").exists():
@@ -126,9 +152,8 @@ def main() -> None:
     handler = OPERATIONS.get(operation)
     if handler is None:
         sys.exit(0)
-    directory = Path(os.environ.get("AVIO_LIBVIRT_NETWORKS", NETWORKS_DIR))
     try:
-        vswitches = vswitch_definitions(directory)
+        vswitches = vswitch_definitions(networks_dir())
         if vswitches or handler is prepare:
             handler(sys.stdin.read(), vswitches)
     except Exception as err:  # one line for libvirt's error message, never a traceback

@@ -5,6 +5,7 @@
 #   install-libvirt-hook.sh /opt/avio-kvm/bin/avio-libvirt-hook
 #   install-libvirt-hook.sh --remove
 # HOOK may contain any character (spaces, &, quotes): it is written quoted.
+# The agent answers the hook when it runs with --hook-socket (its systemd unit).
 # AVIO_HOOK_TARGET=FILE installs to FILE instead, without restarting libvirtd
 # (for tests).
 set -euo pipefail
@@ -29,11 +30,25 @@ if [ "${1:-}" = --remove ]; then
 fi
 hook=${1:?usage: install-libvirt-hook.sh PATH-OF-avio-libvirt-hook | --remove}
 shopt -u patsub_replacement 2>/dev/null || true # bash 5.2: '&' in a replacement is the match
+
 # One sh word, single-quoted: each ' becomes '\'' (close, escaped quote, reopen).
-quote="'\\''"
-quoted="'${hook//\'/$quote}'"
+quote() {
+  local q="'\\''"
+  printf "'%s'" "${1//\'/$q}"
+}
+
+# The hook asks the running agent first, through agent/hook_client.py run by the
+# install's own Python (the venv beside the hook) without site-packages; where
+# there is none (HOOK is another program), libvirt runs HOOK directly.
+run=$(quote "$hook")
+python="$(dirname "$(readlink -f "$hook")")/python"
+if [ -x "$python" ] &&
+  client=$("$python" -c 'import agent.hook_client as c; print(c.__file__)' 2>/dev/null) &&
+  [ -f "$client" ]; then
+  run="$(quote "$python") -I -S $(quote "$client") $run"
+fi
 template=$(cat "$repo/scripts/libvirt-qemu-hook")
-wanted=${template//@HOOK@/"$quoted"}
+wanted=${template//@RUN@/"$run"}
 if [ "$(cat "$target" 2>/dev/null)" != "$wanted" ]; then
   install -d -m 0755 "$(dirname "$target")"
   printf '%s\n' "$wanted" > "$target.tmp"

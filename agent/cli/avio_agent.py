@@ -46,6 +46,13 @@ def main(argv: list[str] | None = None) -> None:
         help="udev netlink receive buffer (default 32 MiB; events beyond it are lost and "
         "the agent reconciles)",
     )
+    parser.add_argument(
+        "--hook-socket",
+        type=Path,
+        metavar="PATH",
+        help="answer the libvirt qemu hook on this unix socket, so that it need not start "
+        "Python's imports and read every guest's file (the systemd unit: /run/avio/hook.sock)",
+    )
     parser.add_argument("--once", action="store_true", help="reconcile once and exit")
     parser.add_argument(
         "--no-startup-reconcile",
@@ -67,6 +74,7 @@ def main(argv: list[str] | None = None) -> None:
         debounce=args.debounce,
         udev_buffer=args.udev_buffer,
         metrics=args.metrics,
+        hook_socket=args.hook_socket,
         once=args.once,
         startup_reconcile=args.startup_reconcile,
     )

@@ -152,6 +152,9 @@ LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 GUESTS = Gauge("avio_guests_tracked", "Running guests the agent tracks")
+HOOK_ANSWERS = Counter(
+    "avio_hook_answers", "libvirt hook calls the agent answered", ["operation", "answer"]
+)
 SOURCE_ERRORS = Counter(
     "avio_source_errors", "Event source failures (re-opened; events may be lost)", ["source"]
 )

@@ -103,6 +103,7 @@ class AgentOptions:
     once: bool = False
     startup_reconcile: bool = True
     udev_buffer: int = UDEV_BUFFER
+    hook_socket: Path | None = None  # answer the libvirt hook there (hook_service.py)
 
 
 class Agent:
@@ -233,6 +234,12 @@ class Agent:
             source = start_udev_source(self.offer, self.options.udev_buffer)
             start_config_source(self.options.guests_dir, self.offer)
         self._step(self._open_device_database)
+        answering = None
+        if self.options.hook_socket is not None and not self.options.once:
+            from agent.daemon.hook_service import HookService
+
+            answering = HookService(self.options.hook_socket)
+            self._step(answering.start)
         self.connect()
         waiting: list[object] = []
         if self.options.startup_reconcile:
@@ -267,6 +274,8 @@ class Agent:
                 if self.conn is not None and not _alive(self.conn):
                     self._drop_connection()
         sd_notify("STOPPING=1")
+        if answering is not None:
+            answering.stop()
 
     def _settle(self, timeout: float | None) -> list[object]:
         """Run the work the first reconciliation queued, and the work that leads to, until

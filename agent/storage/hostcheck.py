@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from translators.errors import HpvmError
@@ -123,8 +126,18 @@ def _family(rdev: int) -> list[Path]:
     """The device's sysfs dir, its partitions, and (for a partition) the whole disk."""
     base = _sysfs_dir(rdev)
     found = [base]
-    found += [p for p in base.iterdir() if (p / "partition").exists()] if base.exists() else []
-    if (base / "partition").exists():
+    try:  # a partition's directory is named after its disk: sda1, nvme0n1p1, loop0p1
+        with os.scandir(base) as entries:
+            found += [
+                Path(e.path)
+                for e in entries
+                if e.name.startswith(base.name)
+                and e.is_dir(follow_symlinks=False)
+                and os.path.exists(os.path.join(e.path, "partition"))
+            ]
+    except OSError:
+        pass
+    if os.path.exists(base / "partition"):
         found.append(base.parent)
     return found
 
@@ -242,6 +255,36 @@ def _swap_numbers() -> set[str]:
     return numbers
 
 
+_look = threading.local()
+
+
+@contextmanager
+def one_look() -> Iterator[None]:
+    """Within it, what the host as a whole uses (its root file system, mounts, swap) is
+    read once: a check of a guest's ten disks reads /proc/self/mountinfo once, not 20x."""
+    if getattr(_look, "facts", None) is not None:
+        yield
+        return
+    _look.facts = {}
+    try:
+        yield
+    finally:
+        _look.facts = None
+
+
+def _host_wide(compute: Callable[[], set[str]]) -> set[str]:
+    facts = getattr(_look, "facts", None)
+    if facts is None:
+        return compute()
+    if compute not in facts:
+        facts[compute] = compute()
+    return facts[compute]
+
+
+def _root_devices() -> set[str]:
+    return filesystem_devices("/")
+
+
 def host_use(path: str) -> str | None:
     """Why the host itself uses this block device (mounted, swap, holders), or None."""
     rdev = device_number(path)
@@ -249,11 +292,11 @@ def host_use(path: str) -> str | None:
         return None
     family = _family(rdev)
     numbers = _numbers(family) | {_number(rdev)}
-    if numbers & filesystem_devices("/"):
+    if numbers & _host_wide(_root_devices):
         return "holds the host's root file system"
-    if numbers & mounted_devices():
+    if numbers & _host_wide(mounted_devices):
         return "is mounted on the host (or a partition of it is)"
-    if numbers & _swap_numbers():
+    if numbers & _host_wide(_swap_numbers):
         return "is in use as swap on the host"
     for d in family:
         holders = d / "holders"

@@ -11,11 +11,11 @@ agent's re-plug of a returning device.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.storage.hostcheck import backing_key, check_backing
+from agent.storage.hostcheck import backing_key, check_backing, one_look
 from translators.devices.scsi_passthrough import ScsiPassthroughDevice
 from translators.model import Adapter, DeviceType, Guest, StorageDevice, StorageType
 from translators.readback import read_saved_domain
@@ -41,8 +41,9 @@ def check_storage_now(
 
     Raises `HpvmError` naming the statement.
     """
-    for dev in guest.storage if only is None else only:
-        check_backing(dev)
+    with one_look():
+        for dev in guest.storage if only is None else only:
+            check_backing(dev)
     check_backings(guest, others)
 
 
@@ -82,11 +83,24 @@ def check_replug(conn: libvirt.virConnect, dom: libvirt.virDomain, location: str
     check_storage_now(guest, HostView(conn).claims(exclude=guest.name), only=devices)
 
 
-def claims_from_files(directories: Iterable[Path], exclude: str) -> HostClaims:
+def read_claiming_guest(path: Path) -> Guest | None:
+    """The storage of the guest in one of libvirt's files; None when it holds none we read."""
+    try:
+        return read_saved_domain(path.read_bytes(), CLAIMING_KINDS)
+    except (OSError, ValueError, KeyError):
+        return None  # libvirt's own files: not ours to judge
+
+
+def claims_from_files(
+    directories: Iterable[Path],
+    exclude: str,
+    read: Callable[[Path], Guest | None] = read_claiming_guest,
+) -> HostClaims:
     """What other guests' storage is, from the files libvirt keeps (for the hook).
 
-    Only the storage kinds are read, and each location's identity is worked out once
-    (a running guest is in both directories): the hook runs at every guest start.
+    Only the storage kinds are read (`read`: the agent passes one that keeps what it
+    read while the file is unchanged), and each location's identity is worked out
+    now, once (a running guest is in both directories).
     """
     from agent.devices.database import shared_keys
 
@@ -94,10 +108,7 @@ def claims_from_files(directories: Iterable[Path], exclude: str) -> HostClaims:
     keys: dict[str, str] = {}
     for directory in directories:
         for path in sorted(directory.glob("*.xml")):
-            try:
-                guest = read_saved_domain(path.read_bytes(), CLAIMING_KINDS)
-            except (OSError, ValueError, KeyError):
-                continue  # libvirt's own files: not ours to judge
+            guest = read(path)
             if guest is None or guest.name == exclude:
                 continue
             for dev in guest.storage:

@@ -309,7 +309,6 @@ def test_a_damaged_database_is_a_host_refusal_not_a_traceback(cli, state, guest_
     assert not defined(name)
 
 
-
 def test_nic_entries_name_one_interface(host):
     from agent.devices.database import identify
 

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from agent.daemon.hook_service import DEFAULT_SOCKET
 from agent.network import netlink, portfilter
 from tests.conftest import REPO
 from tests.host.conftest import require_host
-from tests.host.guestkit import ConsoleLog, Host, restart_libvirtd
+from tests.host.guestkit import AgentProcess, ConsoleLog, Host, free_port, restart_libvirtd
 from tests.host.test_vswitch import Net, port_vlan, sh, taps, vlan_host
 
 pytestmark = pytest.mark.integration
@@ -99,3 +100,39 @@ def test_virsh_start_of_a_guest_whose_disk_is_mounted_is_refused(host):
     assert state.stdout.strip() == "shut off"
     started = subprocess.run(["virsh", "start", name], capture_output=True, text=True)
     assert started.returncode == 0, started.stderr  # unmounted: the hook lets it start
+
+
+def test_the_running_agent_answers_the_hook_and_leaves_refusals_to_it(net, host, tmp_path):
+    """With the agent on the unit's socket, `virsh start` is answered by the agent (the
+    port rule is there before the vCPUs run); a refusal is still the hook's own."""
+    agent = AgentProcess(tmp_path / "guests", tmp_path / "agent.log", free_port())
+    agent.start("--hook-socket", str(DEFAULT_SOCKET))
+    try:
+        vswitch = net.vswitch()
+        port_vlan(vswitch, 3, 20)
+        dev = host.loop()
+        name = host.define_guest(
+            f"network:lan::vswitch:{vswitch}:portid:3",
+            f"disk:avio_stor::disk:{dev}",
+            memory="128M",
+        )
+        sh("virsh", "start", name)
+        ((_, tap),) = taps(name).items()
+        assert portfilter.current(tap) == "20"
+        answered = 'avio_hook_answers_total{operation="%s",answer="%s"}'
+        assert agent.metric(answered % ("prepare", "ok")) == 1
+        assert agent.metric(answered % ("started", "ok")) == 1
+        sh("virsh", "destroy", name)
+        sh("mkfs.ext4", "-q", "-F", dev)
+        mnt = host.tmp / "mnt-agent"
+        mnt.mkdir()
+        sh("mount", dev, str(mnt))
+        try:
+            result = subprocess.run(["virsh", "start", name], capture_output=True, text=True)
+        finally:
+            sh("umount", str(mnt))
+        assert result.returncode != 0
+        assert f"avio-libvirt-hook: guest {name}: {dev} is mounted on the host" in result.stderr
+        assert agent.metric(answered % ("prepare", "local")) == 1
+    finally:
+        agent.stop()

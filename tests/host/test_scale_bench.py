@@ -35,6 +35,8 @@ def test_the_scale_bench_runs_small_and_cleans_up():
         "every guest reconciled",
         "with 3 config files",
         "the libvirt hook alone",
+        "the libvirt hook answered by the agent",
+        "with the agent answering",
     ):
         assert line in result.stdout, result.stdout
     after = subprocess.run(
