@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from agent.devices.pci import Function
     from translators.model import Guest
 
-ReadGuest = Callable[[Path], "Guest | None"]
+ReadGuest = Callable[[str], "Guest | None"]
 Bind = Callable[["Function"], None]
 
 

@@ -33,7 +33,7 @@ from agent import hook
 from agent.daemon import metrics
 from agent.devices.pci import Function
 from agent.errors import HostError
-from agent.storage.startcheck import read_claiming_guest
+from agent.storage.startcheck import claims_from_files, read_claiming_guest
 from translators.model import Guest
 
 log = logging.getLogger("avio.hook")
@@ -51,11 +51,11 @@ class SavedGuests:
     (its inode, size, mtime or ctime), forgotten when its file is gone."""
 
     def __init__(self) -> None:
-        self._kept: dict[Path, tuple[tuple[int, ...], Guest | None]] = {}
-        self._seen: set[Path] = set()
+        self._kept: dict[str, tuple[tuple[int, ...], Guest | None]] = {}
+        self._seen: set[str] = set()
         self.reads = 0  # files parsed (tests count them)
 
-    def read(self, path: Path) -> Guest | None:
+    def read(self, path: str) -> Guest | None:
         try:
             st = os.stat(path)
         except OSError:
@@ -96,6 +96,7 @@ class HookService:
         self._lock = threading.Lock()
         self._server: socket.socket | None = None
         self._inode: int | None = None
+        self.warmed = threading.Event()  # the first reading of the others' files is done
 
     def start(self) -> bool:
         """Listen (False, and the hook does its own work, when another agent serves the path)."""
@@ -124,7 +125,19 @@ class HookService:
             pass
         server.close()
 
+    def warm(self) -> None:
+        """Read the other guests' files now, not at the first guest start."""
+        with self._lock:
+            self.saved.begin()
+            claims_from_files(hook.domain_dirs(), exclude="", read=self.saved.read)
+            self.saved.end()
+
     def _serve(self) -> None:
+        try:
+            self.warm()
+        except Exception as err:  # the first request reads them
+            log.debug("hook: reading the guests' files failed: %s", err)
+        self.warmed.set()
         while self._server is not None:
             try:
                 conn, _ = self._server.accept()

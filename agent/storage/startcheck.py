@@ -11,6 +11,7 @@ agent's re-plug of a returning device.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -83,18 +84,28 @@ def check_replug(conn: libvirt.virConnect, dom: libvirt.virDomain, location: str
     check_storage_now(guest, HostView(conn).claims(exclude=guest.name), only=devices)
 
 
-def read_claiming_guest(path: Path) -> Guest | None:
+def read_claiming_guest(path: str) -> Guest | None:
     """The storage of the guest in one of libvirt's files; None when it holds none we read."""
     try:
-        return read_saved_domain(path.read_bytes(), CLAIMING_KINDS)
+        with open(path, "rb") as f:
+            return read_saved_domain(f.read(), CLAIMING_KINDS)
     except (OSError, ValueError, KeyError):
         return None  # libvirt's own files: not ours to judge
+
+
+def domain_files(directory: Path) -> list[str]:
+    """The `*.xml` files in one of libvirt's directories, in name order."""
+    try:
+        with os.scandir(directory) as entries:
+            return sorted(e.path for e in entries if e.name.endswith(".xml"))
+    except OSError:
+        return []
 
 
 def claims_from_files(
     directories: Iterable[Path],
     exclude: str,
-    read: Callable[[Path], Guest | None] = read_claiming_guest,
+    read: Callable[[str], Guest | None] = read_claiming_guest,
 ) -> HostClaims:
     """What other guests' storage is, from the files libvirt keeps (for the hook).
 
@@ -107,7 +118,7 @@ def claims_from_files(
     found = HostClaims(key=backing_key, shared=shared_keys())
     keys: dict[str, str] = {}
     for directory in directories:
-        for path in sorted(directory.glob("*.xml")):
+        for path in domain_files(directory):
             guest = read(path)
             if guest is None or guest.name == exclude:
                 continue
