@@ -15,9 +15,10 @@ autostart at boot:
 A failure exits 1 with one line on stderr: libvirt then does not start the
 guest, and shows that line. The installed hook runs this only when the agent,
 asked first by `agent/hook_client.py`, did not answer "ok" (see
-`agent/daemon/hook_service.py`, which runs these same functions). A hook must not call libvirt (it would deadlock),
-so the vswitch definitions and the other guests are read from the files
-libvirt keeps them in.
+`agent/daemon/hook_service.py`, which runs these same functions).
+
+A hook must not call libvirt (it would deadlock), so the vswitch definitions
+and the other guests are read from the files libvirt keeps them in.
 """
 
 from __future__ import annotations
