@@ -207,6 +207,9 @@ class AgentProcess:
         try:
             while sock.recv(4096) != b"READY=1":
                 pass
+        except BaseException:
+            self.kill()  # never left running behind a failed test
+            raise
         finally:
             sock.close()
             notify_path.unlink(missing_ok=True)

@@ -133,8 +133,8 @@ def test_the_agent_serves_the_socket_while_it_runs(tmp_path):
     require_host()
     sock = tmp_path / "run" / "hook.sock"
     agent = AgentProcess(tmp_path / "guests", tmp_path / "agent.log", free_port())
-    agent.start("--hook-socket", str(sock), "--no-startup-reconcile")
     try:
+        agent.start("--hook-socket", str(sock), "--no-startup-reconcile")
         assert ask(str(sock), "started", "g", b"<domain><name>g</name></domain>") == b"ok\n"
         assert ask(str(sock), "release", "g", b"") == b"local\n"
         other = AgentProcess(tmp_path / "guests", tmp_path / "other.log", free_port())

@@ -106,8 +106,8 @@ def test_the_running_agent_answers_the_hook_and_leaves_refusals_to_it(net, host,
     """With the agent on the unit's socket, `virsh start` is answered by the agent (the
     port rule is there before the vCPUs run); a refusal is still the hook's own."""
     agent = AgentProcess(tmp_path / "guests", tmp_path / "agent.log", free_port())
-    agent.start("--hook-socket", str(DEFAULT_SOCKET))
     try:
+        agent.start("--hook-socket", str(DEFAULT_SOCKET))
         vswitch = net.vswitch()
         port_vlan(vswitch, 3, 20)
         dev = host.loop()
