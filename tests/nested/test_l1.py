@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import urllib.request
 import warnings
 from pathlib import Path
 
@@ -276,6 +277,18 @@ def test_port_vlans_on_a_stock_kernel(guests):
     mark = pings(log, ADDRESS[B], "fail", mark)
     port_vlan(2, 10)
     pings(log, ADDRESS[B], "ok", mark)
+
+
+def test_the_unit_answered_the_hook_for_the_guests_starts(guests):
+    """The agent, in its sandbox, answered libvirt's hook on /run/avio/hook.sock for
+    the guests' starts: both operations, nothing left to the hook."""
+    sh("test", "-S", "/run/avio/hook.sock")
+    with urllib.request.urlopen("http://127.0.0.1:9477/metrics") as reply:
+        text = reply.read().decode()
+    answered = dict(re.findall(r"^avio_hook_answers_total\{(.*)\} (\S+)$", text, re.M))
+    assert float(answered.get('operation="prepare",answer="ok"', 0)) >= 2, text
+    assert float(answered.get('operation="started",answer="ok"', 0)) >= 2, text
+    assert 'operation="prepare",answer="local"' not in answered, text
 
 
 @pytest.mark.after_reboot
