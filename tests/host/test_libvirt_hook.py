@@ -82,13 +82,11 @@ def test_autostart_after_a_reboot_restores_the_bridge_and_the_port_vlan(net, hos
     log.wait_for(r"^AVIO ping 169\.254\.83\.10 ok", timeout=90)
 
 
-def test_virsh_start_of_a_guest_whose_disk_is_mounted_is_refused(host):
-    """libvirt starting a guest itself goes through the same storage check (issue 10, item 4)."""
-    dev = host.loop()
-    name = host.define_guest(f"disk:avio_stor::disk:{dev}", memory="128M")
+def start_refused_while_mounted(host: Host, name: str, dev: str) -> None:
+    """`virsh start` of `name` while the host has its disk `dev` mounted: the hook's refusal."""
     sh("mkfs.ext4", "-q", "-F", dev)
-    mnt = host.tmp / "mnt"
-    mnt.mkdir()
+    mnt = host.tmp / f"mnt-{name}"
+    mnt.mkdir(exist_ok=True)
     sh("mount", dev, str(mnt))
     try:
         result = subprocess.run(["virsh", "start", name], capture_output=True, text=True)
@@ -96,6 +94,13 @@ def test_virsh_start_of_a_guest_whose_disk_is_mounted_is_refused(host):
         sh("umount", str(mnt))
     assert result.returncode != 0
     assert f"avio-libvirt-hook: guest {name}: {dev} is mounted on the host" in result.stderr
+
+
+def test_virsh_start_of_a_guest_whose_disk_is_mounted_is_refused(host):
+    """libvirt starting a guest itself goes through the same storage check (issue 10, item 4)."""
+    dev = host.loop()
+    name = host.define_guest(f"disk:avio_stor::disk:{dev}", memory="128M")
+    start_refused_while_mounted(host, name, dev)
     state = subprocess.run(["virsh", "domstate", name], capture_output=True, text=True)
     assert state.stdout.strip() == "shut off"
     started = subprocess.run(["virsh", "start", name], capture_output=True, text=True)
@@ -123,16 +128,7 @@ def test_the_running_agent_answers_the_hook_and_leaves_refusals_to_it(net, host,
         assert agent.metric(answered % ("prepare", "ok")) == 1
         assert agent.metric(answered % ("started", "ok")) == 1
         sh("virsh", "destroy", name)
-        sh("mkfs.ext4", "-q", "-F", dev)
-        mnt = host.tmp / "mnt-agent"
-        mnt.mkdir()
-        sh("mount", dev, str(mnt))
-        try:
-            result = subprocess.run(["virsh", "start", name], capture_output=True, text=True)
-        finally:
-            sh("umount", str(mnt))
-        assert result.returncode != 0
-        assert f"avio-libvirt-hook: guest {name}: {dev} is mounted on the host" in result.stderr
+        start_refused_while_mounted(host, name, dev)
         assert agent.metric(answered % ("prepare", "local")) == 1
     finally:
         agent.stop()
